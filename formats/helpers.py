@@ -1,0 +1,351 @@
+"""ggml-quants.c "Helper functions": the scale searches shared by legacy and K-quants.
+
+Each function is a line-for-line copy of its C namesake.  Conventions:
+
+* a C pointer that may be NULL (``quant_weights``/``qw``/``weights``) is a float32 array
+  that is empty for NULL;
+* C's ``*the_min`` out-parameter is returned: ``scale, the_min = make_qkx2_quants(...)``;
+* ``L``/``Laux`` are uint8 or int8 arrays like C's, so stores wrap as C's do.
+"""
+
+import numpy as np
+from numba import njit
+
+from ._numeric import GROUP_MAX_EPS, f32, nearest_int
+
+
+@njit(cache=True, error_model="numpy")
+def make_qx_quants(n, nmax, x, L, rmse_type, qw):
+    max_ = f32(0.0)
+    amax = f32(0.0)
+    for i in range(n):
+        ax = abs(x[i])
+        if ax > amax:
+            amax = ax
+            max_ = x[i]
+    if amax < GROUP_MAX_EPS:  # all zero
+        for i in range(n):
+            L[i] = 0
+        return f32(0.0)
+    iscale = f32(-nmax) / max_
+    if rmse_type == 0:
+        for i in range(n):
+            l = nearest_int(iscale * x[i])
+            L[i] = nmax + max(-nmax, min(nmax - 1, l))
+        return f32(1.0) / iscale
+    return_early = False
+    if rmse_type < 0:
+        rmse_type = -rmse_type
+        return_early = True
+    has_qw = qw.shape[0] > 0
+    sumlx = f32(0.0)
+    suml2 = f32(0.0)
+    for i in range(n):
+        l = nearest_int(iscale * x[i])
+        l = max(-nmax, min(nmax - 1, l))
+        L[i] = l + nmax
+        w = _qx_weight(has_qw, qw, rmse_type, x[i], i)
+        fl = f32(l)
+        sumlx += w * x[i] * fl
+        suml2 += w * fl * fl
+    scale = sumlx / suml2 if suml2 != f32(0.0) else f32(0.0)
+    if return_early:
+        return f32(0.5) * (scale + f32(1.0) / iscale) if suml2 > f32(0.0) else f32(1.0) / iscale
+    best = scale * sumlx
+    for is_ in range(-9, 10):
+        if is_ == 0:
+            continue
+        iscale = -(f32(nmax) + f32(0.1) * f32(is_)) / max_
+        sumlx = f32(0.0)
+        suml2 = f32(0.0)
+        for i in range(n):
+            l = nearest_int(iscale * x[i])
+            l = max(-nmax, min(nmax - 1, l))
+            w = _qx_weight(has_qw, qw, rmse_type, x[i], i)
+            fl = f32(l)
+            sumlx += w * x[i] * fl
+            suml2 += w * fl * fl
+        if suml2 > f32(0.0) and sumlx * sumlx > best * suml2:
+            for i in range(n):
+                l = nearest_int(iscale * x[i])
+                L[i] = nmax + max(-nmax, min(nmax - 1, l))
+            scale = sumlx / suml2
+            best = scale * sumlx
+    return scale
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _qx_weight(has_qw, qw, rmse_type, xi, i):
+    if has_qw:
+        return qw[i]
+    if rmse_type == 1:
+        return xi * xi
+    if rmse_type == 2:
+        return f32(1.0)
+    if rmse_type == 3:
+        return abs(xi)
+    return f32(np.sqrt(abs(xi)))
+
+
+@njit(cache=True, error_model="numpy")
+def make_q3_quants(n, nmax, x, L, do_rmse):
+    max_ = f32(0.0)
+    amax = f32(0.0)
+    for i in range(n):
+        ax = abs(x[i])
+        if ax > amax:
+            amax = ax
+            max_ = x[i]
+    if amax < GROUP_MAX_EPS:  # all zero
+        for i in range(n):
+            L[i] = 0
+        return f32(0.0)
+    iscale = f32(-nmax) / max_
+    if do_rmse:
+        sumlx = f32(0.0)
+        suml2 = f32(0.0)
+        for i in range(n):
+            l = nearest_int(iscale * x[i])
+            l = max(-nmax, min(nmax - 1, l))
+            L[i] = l
+            w = x[i] * x[i]
+            fl = f32(l)
+            sumlx += w * x[i] * fl
+            suml2 += w * fl * fl
+        for itry in range(5):
+            n_changed = 0
+            for i in range(n):
+                w = x[i] * x[i]
+                fL = f32(L[i])
+                slx = sumlx - w * x[i] * fL
+                if slx > f32(0.0):
+                    sl2 = suml2 - w * fL * fL
+                    new_l = nearest_int(x[i] * sl2 / slx)
+                    new_l = max(-nmax, min(nmax - 1, new_l))
+                    if new_l != L[i]:
+                        fn = f32(new_l)
+                        slx += w * x[i] * fn
+                        sl2 += w * fn * fn
+                        if sl2 > f32(0.0) and slx * slx * suml2 > sumlx * sumlx * sl2:
+                            L[i] = new_l
+                            sumlx = slx
+                            suml2 = sl2
+                            n_changed += 1
+            if n_changed == 0:
+                break
+        for i in range(n):
+            L[i] += nmax
+        return sumlx / suml2 if suml2 > f32(0.0) else f32(0.0)
+    for i in range(n):
+        l = nearest_int(iscale * x[i])
+        l = max(-nmax, min(nmax - 1, l))
+        L[i] = l + nmax
+    return f32(1.0) / iscale
+
+
+@njit(cache=True, error_model="numpy")
+def make_qkx2_quants(n, nmax, x, weights, L, Laux, rmin, rdelta, nstep, use_mad):
+    """Returns (scale, the_min)."""
+    rmin = f32(rmin)
+    rdelta = f32(rdelta)
+    min_ = x[0]
+    max_ = x[0]
+    sum_w = weights[0]
+    sum_x = sum_w * x[0]
+    for i in range(1, n):
+        if x[i] < min_:
+            min_ = x[i]
+        if x[i] > max_:
+            max_ = x[i]
+        w = weights[i]
+        sum_w += w
+        sum_x += w * x[i]
+    if min_ > f32(0.0):
+        min_ = f32(0.0)
+    if max_ == min_:
+        for i in range(n):
+            L[i] = 0
+        return f32(0.0), -min_
+    iscale = f32(nmax) / (max_ - min_)
+    scale = f32(1.0) / iscale
+    best_error = f32(0.0)
+    for i in range(n):
+        l = nearest_int(iscale * (x[i] - min_))
+        L[i] = max(0, min(nmax, l))
+        diff = scale * f32(L[i]) + min_ - x[i]
+        diff = abs(diff) if use_mad else diff * diff
+        best_error += weights[i] * diff
+    if nstep < 1:
+        return scale, -min_
+    for is_ in range(nstep + 1):
+        iscale = (rmin + rdelta * f32(is_) + f32(nmax)) / (max_ - min_)
+        sum_l = f32(0.0)
+        sum_l2 = f32(0.0)
+        sum_xl = f32(0.0)
+        for i in range(n):
+            l = nearest_int(iscale * (x[i] - min_))
+            l = max(0, min(nmax, l))
+            Laux[i] = l
+            w = weights[i]
+            fl = f32(l)
+            sum_l += w * fl
+            sum_l2 += w * fl * fl
+            sum_xl += w * fl * x[i]
+        D = sum_w * sum_l2 - sum_l * sum_l
+        if D > f32(0.0):
+            this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
+            this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D
+            if this_min > f32(0.0):
+                this_min = f32(0.0)
+                this_scale = sum_xl / sum_l2
+            cur_error = f32(0.0)
+            for i in range(n):
+                diff = this_scale * f32(Laux[i]) + this_min - x[i]
+                diff = abs(diff) if use_mad else diff * diff
+                cur_error += weights[i] * diff
+            if cur_error < best_error:
+                for i in range(n):
+                    L[i] = Laux[i]
+                best_error = cur_error
+                scale = this_scale
+                min_ = this_min
+    return scale, -min_
+
+
+@njit(cache=True, error_model="numpy")
+def make_qkx3_quants(n, nmax, x, weights, L, Laux, rmin, rdelta, nstep, use_mad):
+    """Returns (scale, the_min); ``weights`` empty means NULL (then x^2)."""
+    rmin = f32(rmin)
+    rdelta = f32(rdelta)
+    has_w = weights.shape[0] > 0
+    min_ = x[0]
+    max_ = x[0]
+    sum_w = weights[0] if has_w else x[0] * x[0]
+    sum_x = sum_w * x[0]
+    for i in range(1, n):
+        if x[i] < min_:
+            min_ = x[i]
+        if x[i] > max_:
+            max_ = x[i]
+        w = weights[i] if has_w else x[i] * x[i]
+        sum_w += w
+        sum_x += w * x[i]
+    if min_ > f32(0.0):
+        min_ = f32(0.0)
+    if max_ <= min_:
+        for i in range(n):
+            L[i] = 0
+        return f32(0.0), -min_
+    iscale = f32(nmax) / (max_ - min_)
+    scale = f32(1.0) / iscale
+    best_mad = f32(0.0)
+    for i in range(n):
+        l = nearest_int(iscale * (x[i] - min_))
+        L[i] = max(0, min(nmax, l))
+        diff = scale * f32(L[i]) + min_ - x[i]
+        diff = abs(diff) if use_mad else diff * diff
+        w = weights[i] if has_w else x[i] * x[i]
+        best_mad += w * diff
+    if nstep < 1:
+        return scale, -min_
+    for is_ in range(nstep + 1):
+        iscale = (rmin + rdelta * f32(is_) + f32(nmax)) / (max_ - min_)
+        sum_l = f32(0.0)
+        sum_l2 = f32(0.0)
+        sum_xl = f32(0.0)
+        for i in range(n):
+            l = nearest_int(iscale * (x[i] - min_))
+            l = max(0, min(nmax, l))
+            Laux[i] = l
+            w = weights[i] if has_w else x[i] * x[i]
+            fl = f32(l)
+            sum_l += w * fl
+            sum_l2 += w * fl * fl
+            sum_xl += w * fl * x[i]
+        D = sum_w * sum_l2 - sum_l * sum_l
+        if D > f32(0.0):
+            this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
+            this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D
+            if this_min > f32(0.0):
+                this_min = f32(0.0)
+                this_scale = sum_xl / sum_l2
+            mad = f32(0.0)
+            for i in range(n):
+                diff = this_scale * f32(Laux[i]) + this_min - x[i]
+                diff = abs(diff) if use_mad else diff * diff
+                w = weights[i] if has_w else x[i] * x[i]
+                mad += w * diff
+            if mad < best_mad:
+                for i in range(n):
+                    L[i] = Laux[i]
+                best_mad = mad
+                scale = this_scale
+                min_ = this_min
+    return scale, -min_
+
+
+@njit(cache=True, error_model="numpy")
+def make_qp_quants(n, nmax, x, L, quant_weights):
+    max_ = f32(0.0)
+    for i in range(n):
+        max_ = max_ if max_ > x[i] else x[i]
+    if max_ < GROUP_MAX_EPS:  # all zero
+        for i in range(n):
+            L[i] = 0
+        return f32(0.0)
+    iscale = f32(nmax) / max_
+    for i in range(n):
+        L[i] = nearest_int(iscale * x[i]) & 0xFF  # uint8_t store
+    scale = f32(1.0) / iscale
+    best_mse = f32(0.0)
+    for i in range(n):
+        diff = x[i] - scale * f32(L[i])
+        w = quant_weights[i]
+        best_mse += w * diff * diff
+    for is_ in range(-4, 5):
+        if is_ == 0:
+            continue
+        iscale_is = (f32(0.1) * f32(is_) + f32(nmax)) / max_
+        scale_is = f32(1.0) / iscale_is
+        mse = f32(0.0)
+        for i in range(n):
+            l = nearest_int(iscale_is * x[i])
+            l = min(nmax, l)
+            diff = x[i] - scale_is * f32(l)
+            w = quant_weights[i]
+            mse += w * diff * diff
+        if mse < best_mse:
+            best_mse = mse
+            iscale = iscale_is
+    sumlx = f32(0.0)
+    suml2 = f32(0.0)
+    for i in range(n):
+        l = nearest_int(iscale * x[i])
+        l = min(nmax, l)
+        L[i] = l & 0xFF
+        w = quant_weights[i]
+        fl = f32(l)
+        sumlx += w * x[i] * fl
+        suml2 += w * fl * fl
+    for itry in range(5):
+        n_changed = 0
+        for i in range(n):
+            w = quant_weights[i]
+            fL = f32(L[i])
+            slx = sumlx - w * x[i] * fL
+            sl2 = suml2 - w * fL * fL
+            if slx > f32(0.0) and sl2 > f32(0.0):
+                new_l = nearest_int(x[i] * sl2 / slx)
+                new_l = min(nmax, new_l)
+                if new_l != L[i]:
+                    fn = f32(new_l)
+                    slx += w * x[i] * fn
+                    sl2 += w * fn * fn
+                    if slx * slx * suml2 > sumlx * sumlx * sl2:
+                        L[i] = new_l & 0xFF
+                        sumlx = slx
+                        suml2 = sl2
+                        n_changed += 1
+        if n_changed == 0:
+            break
+    return sumlx / suml2 if suml2 > f32(0.0) else f32(0.0)

@@ -1,0 +1,829 @@
+"""K-quants: 256-value super-blocks Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+
+Without an importance vector ggml runs ``quantize_row_<t>_ref``; with one it runs
+``quantize_row_<t>_impl`` row by row (ggml-quants.c ``quantize_<t>``).  The functions below
+keep those names and follow the C line by line; see `formats/_numeric.py` for the float32
+rules that keep the bytes identical.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ._numeric import GROUP_MAX_EPS, f32, fp16_to_fp32, fp32_to_fp16, nearest_int
+from .helpers import make_q3_quants, make_qkx2_quants, make_qkx3_quants, make_qp_quants, make_qx_quants
+from .registry import BlockType, register
+
+QK_K = 256
+K_SCALE_SIZE = 12
+
+# C structs from ggml-common.h; f16 fields are held as their IEEE half bits.
+block_q2_K = np.dtype(
+    [("scales", "u1", QK_K // 16), ("qs", "u1", QK_K // 4), ("d", "<u2"), ("dmin", "<u2")]
+)
+block_q3_K = np.dtype(
+    [("hmask", "u1", QK_K // 8), ("qs", "u1", QK_K // 4), ("scales", "u1", 12), ("d", "<u2")]
+)
+block_q4_K = np.dtype(
+    [("d", "<u2"), ("dmin", "<u2"), ("scales", "u1", K_SCALE_SIZE), ("qs", "u1", QK_K // 2)]
+)
+block_q5_K = np.dtype(
+    [
+        ("d", "<u2"),
+        ("dmin", "<u2"),
+        ("scales", "u1", K_SCALE_SIZE),
+        ("qh", "u1", QK_K // 8),
+        ("qs", "u1", QK_K // 2),
+    ]
+)
+block_q6_K = np.dtype(
+    [("ql", "u1", QK_K // 2), ("qh", "u1", QK_K // 4), ("scales", "i1", QK_K // 16), ("d", "<u2")]
+)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _i8(v):
+    """C's store into int8_t: keep the low 8 bits, signed."""
+    return ((v + 128) & 0xFF) - 128
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _sum_x2(x, n):
+    s = f32(0.0)
+    for j in range(n):
+        s += x[j] * x[j]
+    return s
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def get_scale_min_k4(j, q):
+    if j < 4:
+        return np.int64(q[j]) & 63, np.int64(q[j + 4]) & 63
+    a = np.int64(q[j + 4])
+    return (a & 0xF) | ((np.int64(q[j - 4]) >> 6) << 4), (a >> 4) | ((np.int64(q[j]) >> 6) << 4)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _pack_2bit(L, qs):
+    """qs[j/4 + l] = L[j+l] | L[j+l+32] << 2 | L[j+l+64] << 4 | L[j+l+96] << 6 (Q2_K, Q3_K)."""
+    for j in range(0, QK_K, 128):
+        for l in range(32):
+            qs[j // 4 + l] = (
+                L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6)
+            ) & 0xFF
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _pack_k4_scales(scales, j, ls, lm):
+    """The 12-byte 6-bit scale/min packing of Q4_K and Q5_K."""
+    if j < 4:
+        scales[j] = ls
+        scales[j + 4] = lm
+    else:
+        scales[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4)
+        scales[j - 4] |= (ls >> 4) << 6
+        scales[j - 0] |= (lm >> 4) << 6
+
+
+# ============================================================================ Q2_K
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q2_K_ref(x, y):
+    L = np.empty(QK_K, np.uint8)
+    Laux = np.empty(16, np.uint8)
+    weights = np.empty(16, np.float32)
+    mins = np.empty(QK_K // 16, np.float32)
+    scales = np.empty(QK_K // 16, np.float32)
+    q4scale = f32(15.0)
+    for i in range(y.shape[0]):
+        xb = x[i * QK_K : (i + 1) * QK_K]
+        max_scale = f32(0.0)
+        max_min = f32(0.0)
+        for j in range(QK_K // 16):
+            for l in range(16):
+                weights[l] = abs(xb[16 * j + l])
+            scales[j], mins[j] = make_qkx2_quants(
+                16, 3, xb[16 * j : 16 * j + 16], weights, L[16 * j : 16 * j + 16], Laux,
+                -0.5, 0.1, 15, True,
+            )
+            if scales[j] > max_scale:
+                max_scale = scales[j]
+            if mins[j] > max_min:
+                max_min = mins[j]
+        b = y[i]
+        if max_scale > f32(0.0):
+            iscale = q4scale / max_scale
+            for j in range(QK_K // 16):
+                b.scales[j] = nearest_int(iscale * scales[j]) & 0xFF
+            b.d = fp32_to_fp16(max_scale / q4scale)
+        else:
+            for j in range(QK_K // 16):
+                b.scales[j] = 0
+            b.d = fp32_to_fp16(f32(0.0))
+        if max_min > f32(0.0):
+            iscale = q4scale / max_min
+            for j in range(QK_K // 16):
+                l = nearest_int(iscale * mins[j])
+                b.scales[j] = (b.scales[j] | (l << 4)) & 0xFF
+            b.dmin = fp32_to_fp16(max_min / q4scale)
+        else:
+            b.dmin = fp32_to_fp16(f32(0.0))
+        for j in range(QK_K // 16):
+            d = fp16_to_fp32(b.d) * f32(b.scales[j] & 0xF)
+            if d == f32(0.0):
+                continue
+            dm = fp16_to_fp32(b.dmin) * f32(b.scales[j] >> 4)
+            for ii in range(16):
+                l = nearest_int((xb[16 * j + ii] + dm) / d)
+                L[16 * j + ii] = max(0, min(3, l))
+        _pack_2bit(L, b.qs)
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q2_K_impl(x, y, quant_weights):
+    L = np.empty(QK_K, np.uint8)
+    Laux = np.empty(16, np.uint8)
+    mins = np.empty(QK_K // 16, np.float32)
+    scales = np.empty(QK_K // 16, np.float32)
+    sw = np.empty(QK_K // 16, np.float32)
+    weight = np.empty(16, np.float32)
+    Ls = np.empty(QK_K // 16, np.uint8)
+    Lm = np.empty(QK_K // 16, np.uint8)
+    for i in range(y.shape[0]):
+        xb = x[i * QK_K : (i + 1) * QK_K]
+        sigma2 = _sum_x2(xb, QK_K) / f32(QK_K)
+        for j in range(QK_K // 16):
+            sw[j] = f32(0.0)
+            qw = quant_weights[QK_K * i + 16 * j : QK_K * i + 16 * j + 16]
+            for l in range(16):
+                weight[l] = qw[l] * np.sqrt(sigma2 + xb[16 * j + l] * xb[16 * j + l])
+            for l in range(QK_K // 16):
+                sw[j] += weight[l]
+            scales[j], mins[j] = make_qkx3_quants(
+                16, 3, xb[16 * j : 16 * j + 16], weight, L[16 * j : 16 * j + 16], Laux,
+                -0.9, 0.05, 36, False,
+            )
+        dm = make_qp_quants(QK_K // 16, 15, scales, Ls, sw)
+        mm = make_qp_quants(QK_K // 16, 15, mins, Lm, sw)
+        b = y[i]
+        b.d = fp32_to_fp16(dm)
+        b.dmin = fp32_to_fp16(mm)
+        dm = fp16_to_fp32(b.d)
+        mm = fp16_to_fp32(b.dmin)
+        for j in range(QK_K // 16):
+            b.scales[j] = (Ls[j] | (Lm[j] << 4)) & 0xFF
+        for j in range(QK_K // 16):
+            d = dm * f32(b.scales[j] & 0xF)
+            if d == f32(0.0):
+                continue
+            m = mm * f32(b.scales[j] >> 4)
+            for ii in range(16):
+                l = nearest_int((xb[16 * j + ii] + m) / d)
+                L[16 * j + ii] = max(0, min(3, l))
+        _pack_2bit(L, b.qs)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def quantize_q2_K(src, dst, quant_weights):
+    for r in prange(src.shape[0]):
+        if quant_weights.shape[0] == 0:
+            quantize_row_q2_K_ref(src[r], dst[r])
+        else:
+            quantize_row_q2_K_impl(src[r], dst[r], quant_weights)
+
+
+@njit(cache=True, error_model="numpy")
+def dequantize_row_q2_K(x, y):
+    for i in range(x.shape[0]):
+        b = x[i]
+        d = fp16_to_fp32(b.d)
+        min_ = fp16_to_fp32(b.dmin)
+        out = i * QK_K
+        is_ = 0
+        for n in range(0, QK_K, 128):
+            q = n // 4
+            shift = 0
+            for j in range(4):
+                sc = b.scales[is_]
+                is_ += 1
+                dl = d * f32(sc & 0xF)
+                ml = min_ * f32(sc >> 4)
+                for l in range(16):
+                    y[out] = dl * f32((b.qs[q + l] >> shift) & 3) - ml
+                    out += 1
+                sc = b.scales[is_]
+                is_ += 1
+                dl = d * f32(sc & 0xF)
+                ml = min_ * f32(sc >> 4)
+                for l in range(16):
+                    y[out] = dl * f32((b.qs[q + l + 16] >> shift) & 3) - ml
+                    out += 1
+                shift += 2
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def dequantize_q2_K(src, dst):
+    for r in prange(src.shape[0]):
+        dequantize_row_q2_K(src[r], dst[r])
+
+
+# ============================================================================ Q3_K
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _q3_pack_scale(scales, j, l):
+    """Store the 6-bit scale l (0..63) of sub-block j into Q3_K's 12 scale bytes."""
+    if j < 8:
+        scales[j] = l & 0xF
+    else:
+        scales[j - 8] |= (l & 0xF) << 4
+    l >>= 4
+    scales[j % 4 + 8] |= l << (2 * (j // 4))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _q3_scale(scales, j):
+    """The signed scale of sub-block j (-32..31)."""
+    if j < 8:
+        sc = np.int64(scales[j]) & 0xF
+    else:
+        sc = np.int64(scales[j - 8]) >> 4
+    return (sc | (((np.int64(scales[8 + j % 4]) >> (2 * (j // 4))) & 3) << 4)) - 32
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _q3_finish(xb, b, L):
+    """Requantize with the stored scales, then hmask + 2-bit packing (ref and impl)."""
+    for j in range(QK_K // 16):
+        d = fp16_to_fp32(b.d) * f32(_q3_scale(b.scales, j))
+        if d == f32(0.0):
+            continue
+        for ii in range(16):
+            l = nearest_int(xb[16 * j + ii] / d)
+            L[16 * j + ii] = max(-4, min(3, l)) + 4
+    for j in range(QK_K // 8):
+        b.hmask[j] = 0
+    m = 0
+    hm = 1
+    for j in range(QK_K):
+        if L[j] > 3:
+            b.hmask[m] |= hm
+            L[j] -= 4
+        m += 1
+        if m == QK_K // 8:
+            m = 0
+            hm <<= 1
+    _pack_2bit(L, b.qs)
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q3_K_ref(x, y):
+    L = np.empty(QK_K, np.int8)
+    scales = np.empty(QK_K // 16, np.float32)
+    for i in range(y.shape[0]):
+        xb = x[i * QK_K : (i + 1) * QK_K]
+        b = y[i]
+        max_scale = f32(0.0)
+        amax = f32(0.0)
+        for j in range(QK_K // 16):
+            scales[j] = make_q3_quants(16, 4, xb[16 * j : 16 * j + 16], L[16 * j : 16 * j + 16], True)
+            scale = abs(scales[j])
+            if scale > amax:
+                amax = scale
+                max_scale = scales[j]
+        for j in range(12):
+            b.scales[j] = 0
+        if max_scale != f32(0.0):
+            iscale = f32(-32.0) / max_scale
+            for j in range(QK_K // 16):
+                l = _i8(nearest_int(iscale * scales[j]))
+                l = max(-32, min(31, l)) + 32
+                _q3_pack_scale(b.scales, j, l)
+            b.d = fp32_to_fp16(f32(1.0) / iscale)
+        else:
+            b.d = fp32_to_fp16(f32(0.0))
+        _q3_finish(xb, b, L)
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q3_K_impl(x, y, quant_weights):
+    L = np.empty(QK_K, np.int8)
+    scales = np.empty(QK_K // 16, np.float32)
+    weight = np.empty(16, np.float32)
+    sw = np.empty(QK_K // 16, np.float32)
+    Ls = np.empty(QK_K // 16, np.int8)
+    for i in range(y.shape[0]):
+        xb = x[i * QK_K : (i + 1) * QK_K]
+        b = y[i]
+        sigma2 = f32(2.0) * _sum_x2(xb, QK_K) / f32(QK_K)
+        for j in range(QK_K // 16):
+            qw = quant_weights[QK_K * i + 16 * j : QK_K * i + 16 * j + 16]
+            for l in range(16):
+                weight[l] = qw[l] * np.sqrt(sigma2 + xb[16 * j + l] * xb[16 * j + l])
+            sumw = f32(0.0)
+            for l in range(16):
+                sumw += weight[l]
+            sw[j] = sumw
+            scales[j] = make_qx_quants(16, 4, xb[16 * j : 16 * j + 16], L[16 * j : 16 * j + 16], 1, weight)
+        for j in range(12):
+            b.scales[j] = 0
+        d_block = make_qx_quants(QK_K // 16, 32, scales, Ls, 1, sw)
+        for j in range(QK_K // 16):
+            _q3_pack_scale(b.scales, j, np.int64(Ls[j]))
+        b.d = fp32_to_fp16(d_block)
+        _q3_finish(xb, b, L)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def quantize_q3_K(src, dst, quant_weights):
+    for r in prange(src.shape[0]):
+        if quant_weights.shape[0] == 0:
+            quantize_row_q3_K_ref(src[r], dst[r])
+        else:
+            quantize_row_q3_K_impl(src[r], dst[r], quant_weights)
+
+
+@njit(cache=True, error_model="numpy")
+def dequantize_row_q3_K(x, y):
+    for i in range(x.shape[0]):
+        b = x[i]
+        d_all = fp16_to_fp32(b.d)
+        out = i * QK_K
+        m = 1
+        is_ = 0
+        for n in range(0, QK_K, 128):
+            q = n // 4
+            shift = 0
+            for j in range(4):
+                dl = d_all * f32(_q3_scale(b.scales, is_))
+                is_ += 1
+                for l in range(16):
+                    h = 0 if (b.hmask[l] & m) else 4
+                    y[out] = dl * f32(((b.qs[q + l] >> shift) & 3) - h)
+                    out += 1
+                dl = d_all * f32(_q3_scale(b.scales, is_))
+                is_ += 1
+                for l in range(16):
+                    h = 0 if (b.hmask[l + 16] & m) else 4
+                    y[out] = dl * f32(((b.qs[q + l + 16] >> shift) & 3) - h)
+                    out += 1
+                shift += 2
+                m <<= 1
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def dequantize_q3_K(src, dst):
+    for r in prange(src.shape[0]):
+        dequantize_row_q3_K(src[r], dst[r])
+
+
+# ============================================================================ Q4_K / Q5_K
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _k4_requantize(xb, b, L, nmax):
+    """Requantize 8 sub-blocks of 32 with the stored 6-bit scales and mins."""
+    for j in range(QK_K // 32):
+        sc, m = get_scale_min_k4(j, b.scales)
+        d = fp16_to_fp32(b.d) * f32(sc)
+        if d == f32(0.0):
+            continue
+        dm = fp16_to_fp32(b.dmin) * f32(m)
+        for ii in range(32):
+            l = nearest_int((xb[32 * j + ii] + dm) / d)
+            L[32 * j + ii] = max(0, min(nmax, l))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _k4_ref_scales(xb, L, Laux, weights, scales, mins, nmax, rmin, rdelta, nstep):
+    """quantize_row_q4_K_ref / q5_K_ref: per-32 search, returns (max_scale, max_min)."""
+    max_scale = f32(0.0)
+    max_min = f32(0.0)
+    for j in range(QK_K // 32):
+        sum_x2 = f32(0.0)
+        for l in range(32):
+            sum_x2 += xb[32 * j + l] * xb[32 * j + l]
+        av_x = np.sqrt(sum_x2 / f32(32.0))
+        for l in range(32):
+            weights[l] = av_x + abs(xb[32 * j + l])
+        scales[j], mins[j] = make_qkx2_quants(
+            32, nmax, xb[32 * j : 32 * j + 32], weights, L[32 * j : 32 * j + 32], Laux,
+            rmin, rdelta, nstep, False,
+        )
+        if scales[j] > max_scale:
+            max_scale = scales[j]
+        if mins[j] > max_min:
+            max_min = mins[j]
+    return max_scale, max_min
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _k4_ref_pack_scales(b, scales, mins, max_scale, max_min):
+    inv_scale = f32(63.0) / max_scale if max_scale > f32(0.0) else f32(0.0)
+    inv_min = f32(63.0) / max_min if max_min > f32(0.0) else f32(0.0)
+    for j in range(QK_K // 32):
+        ls = nearest_int(inv_scale * scales[j]) & 0xFF
+        lm = nearest_int(inv_min * mins[j]) & 0xFF
+        _pack_k4_scales(b.scales, j, min(63, ls), min(63, lm))
+    b.d = fp32_to_fp16(max_scale / f32(63.0))
+    b.dmin = fp32_to_fp16(max_min / f32(63.0))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _k4_impl_scales(xb, qw_row, i, L, Laux, weights, sw, scales, mins, Ls, Lm, nmax, has_qw):
+    """quantize_row_q4_K_impl / q5_K_impl: per-32 search + make_qp_quants on the scales."""
+    sigma2 = f32(2.0) * _sum_x2(xb, QK_K) / f32(QK_K)
+    av_x = np.sqrt(sigma2)
+    for j in range(QK_K // 32):
+        if has_qw:
+            qw = qw_row[QK_K * i + 32 * j : QK_K * i + 32 * j + 32]
+            for l in range(32):
+                weights[l] = qw[l] * np.sqrt(sigma2 + xb[32 * j + l] * xb[32 * j + l])
+        else:
+            for l in range(32):
+                weights[l] = av_x + abs(xb[32 * j + l])
+        sumw = f32(0.0)
+        for l in range(32):
+            sumw += weights[l]
+        sw[j] = sumw
+        scales[j], mins[j] = make_qkx3_quants(
+            32, nmax, xb[32 * j : 32 * j + 32], weights, L[32 * j : 32 * j + 32], Laux,
+            -0.9, 0.05, 36, False,
+        )
+    d_block = make_qp_quants(QK_K // 32, 63, scales, Ls, sw)
+    m_block = make_qp_quants(QK_K // 32, 63, mins, Lm, sw)
+    return d_block, m_block
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _q4_K_pack(L, b):
+    for j in range(0, QK_K, 64):
+        for l in range(32):
+            b.qs[j // 2 + l] = L[j + l] | (L[j + l + 32] << 4)
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q4_K_ref(x, y):
+    L = np.empty(QK_K, np.uint8)
+    Laux = np.empty(32, np.uint8)
+    weights = np.empty(32, np.float32)
+    mins = np.empty(QK_K // 32, np.float32)
+    scales = np.empty(QK_K // 32, np.float32)
+    for i in range(y.shape[0]):
+        xb = x[i * QK_K : (i + 1) * QK_K]
+        b = y[i]
+        max_scale, max_min = _k4_ref_scales(
+            xb, L, Laux, weights, scales, mins, 15, f32(-1.0), f32(0.1), 20
+        )
+        _k4_ref_pack_scales(b, scales, mins, max_scale, max_min)
+        _k4_requantize(xb, b, L, 15)
+        _q4_K_pack(L, b)
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q4_K_impl(x, y, quant_weights):
+    L = np.empty(QK_K, np.uint8)
+    Laux = np.empty(32, np.uint8)
+    Ls = np.empty(QK_K // 32, np.uint8)
+    Lm = np.empty(QK_K // 32, np.uint8)
+    weights = np.empty(32, np.float32)
+    sw = np.empty(QK_K // 32, np.float32)
+    mins = np.empty(QK_K // 32, np.float32)
+    scales = np.empty(QK_K // 32, np.float32)
+    for i in range(y.shape[0]):
+        xb = x[i * QK_K : (i + 1) * QK_K]
+        b = y[i]
+        d_block, m_block = _k4_impl_scales(
+            xb, quant_weights, i, L, Laux, weights, sw, scales, mins, Ls, Lm, 15, True
+        )
+        for j in range(QK_K // 32):
+            _pack_k4_scales(b.scales, j, np.int64(Ls[j]), np.int64(Lm[j]))
+        b.d = fp32_to_fp16(d_block)
+        b.dmin = fp32_to_fp16(m_block)
+        _k4_requantize(xb, b, L, 15)
+        _q4_K_pack(L, b)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def quantize_q4_K(src, dst, quant_weights):
+    for r in prange(src.shape[0]):
+        if quant_weights.shape[0] == 0:
+            quantize_row_q4_K_ref(src[r], dst[r])
+        else:
+            quantize_row_q4_K_impl(src[r], dst[r], quant_weights)
+
+
+@njit(cache=True, error_model="numpy")
+def dequantize_row_q4_K(x, y):
+    for i in range(x.shape[0]):
+        b = x[i]
+        d = fp16_to_fp32(b.d)
+        min_ = fp16_to_fp32(b.dmin)
+        out = i * QK_K
+        is_ = 0
+        for j in range(0, QK_K, 64):
+            q = j // 2
+            sc, m = get_scale_min_k4(is_ + 0, b.scales)
+            d1 = d * f32(sc)
+            m1 = min_ * f32(m)
+            sc, m = get_scale_min_k4(is_ + 1, b.scales)
+            d2 = d * f32(sc)
+            m2 = min_ * f32(m)
+            for l in range(32):
+                y[out + l] = d1 * f32(b.qs[q + l] & 0xF) - m1
+            for l in range(32):
+                y[out + 32 + l] = d2 * f32(b.qs[q + l] >> 4) - m2
+            out += 64
+            is_ += 2
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def dequantize_q4_K(src, dst):
+    for r in prange(src.shape[0]):
+        dequantize_row_q4_K(src[r], dst[r])
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _q5_K_pack(L, b):
+    for j in range(QK_K // 8):
+        b.qh[j] = 0
+    m1 = 1
+    m2 = 2
+    for n in range(0, QK_K, 64):
+        for j in range(32):
+            l1 = np.int64(L[n + j])
+            if l1 > 15:
+                l1 -= 16
+                b.qh[j] |= m1
+            l2 = np.int64(L[n + j + 32])
+            if l2 > 15:
+                l2 -= 16
+                b.qh[j] |= m2
+            b.qs[n // 2 + j] = l1 | (l2 << 4)
+        m1 <<= 2
+        m2 <<= 2
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q5_K_ref(x, y):
+    L = np.empty(QK_K, np.uint8)
+    Laux = np.empty(32, np.uint8)
+    weights = np.empty(32, np.float32)
+    mins = np.empty(QK_K // 32, np.float32)
+    scales = np.empty(QK_K // 32, np.float32)
+    for i in range(y.shape[0]):
+        xb = x[i * QK_K : (i + 1) * QK_K]
+        b = y[i]
+        max_scale, max_min = _k4_ref_scales(
+            xb, L, Laux, weights, scales, mins, 31, f32(-0.5), f32(0.1), 15
+        )
+        _k4_ref_pack_scales(b, scales, mins, max_scale, max_min)
+        _k4_requantize(xb, b, L, 31)
+        _q5_K_pack(L, b)
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q5_K_impl(x, y, quant_weights):
+    L = np.empty(QK_K, np.uint8)
+    Laux = np.empty(32, np.uint8)
+    Ls = np.empty(QK_K // 32, np.uint8)
+    Lm = np.empty(QK_K // 32, np.uint8)
+    weights = np.empty(32, np.float32)
+    sw = np.empty(QK_K // 32, np.float32)
+    mins = np.empty(QK_K // 32, np.float32)
+    scales = np.empty(QK_K // 32, np.float32)
+    for i in range(y.shape[0]):
+        xb = x[i * QK_K : (i + 1) * QK_K]
+        b = y[i]
+        d_block, m_block = _k4_impl_scales(
+            xb, quant_weights, i, L, Laux, weights, sw, scales, mins, Ls, Lm, 31, True
+        )
+        for j in range(QK_K // 32):
+            _pack_k4_scales(b.scales, j, min(63, np.int64(Ls[j])), min(63, np.int64(Lm[j])))
+        b.d = fp32_to_fp16(d_block)
+        b.dmin = fp32_to_fp16(m_block)
+        _k4_requantize(xb, b, L, 31)
+        _q5_K_pack(L, b)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def quantize_q5_K(src, dst, quant_weights):
+    for r in prange(src.shape[0]):
+        if quant_weights.shape[0] == 0:
+            quantize_row_q5_K_ref(src[r], dst[r])
+        else:
+            quantize_row_q5_K_impl(src[r], dst[r], quant_weights)
+
+
+@njit(cache=True, error_model="numpy")
+def dequantize_row_q5_K(x, y):
+    for i in range(x.shape[0]):
+        b = x[i]
+        d = fp16_to_fp32(b.d)
+        min_ = fp16_to_fp32(b.dmin)
+        out = i * QK_K
+        is_ = 0
+        u1 = 1
+        u2 = 2
+        for j in range(0, QK_K, 64):
+            ql = j // 2
+            sc, m = get_scale_min_k4(is_ + 0, b.scales)
+            d1 = d * f32(sc)
+            m1 = min_ * f32(m)
+            sc, m = get_scale_min_k4(is_ + 1, b.scales)
+            d2 = d * f32(sc)
+            m2 = min_ * f32(m)
+            for l in range(32):
+                h = 16 if (b.qh[l] & u1) else 0
+                y[out + l] = d1 * f32((b.qs[ql + l] & 0xF) + h) - m1
+            for l in range(32):
+                h = 16 if (b.qh[l] & u2) else 0
+                y[out + 32 + l] = d2 * f32((b.qs[ql + l] >> 4) + h) - m2
+            out += 64
+            is_ += 2
+            u1 <<= 2
+            u2 <<= 2
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def dequantize_q5_K(src, dst):
+    for r in prange(src.shape[0]):
+        dequantize_row_q5_K(src[r], dst[r])
+
+
+# ============================================================================ Q6_K
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _q6_K_finish(xb, b, L, scales, max_scale, max_abs_scale):
+    if max_abs_scale < GROUP_MAX_EPS:
+        for j in range(QK_K // 2):
+            b.ql[j] = 0
+        for j in range(QK_K // 4):
+            b.qh[j] = 0
+        for j in range(QK_K // 16):
+            b.scales[j] = 0
+        b.d = fp32_to_fp16(f32(0.0))
+        return
+    iscale = f32(-128.0) / max_scale
+    b.d = fp32_to_fp16(f32(1.0) / iscale)
+    for ib in range(QK_K // 16):
+        b.scales[ib] = _i8(min(127, nearest_int(iscale * scales[ib])))
+    for j in range(QK_K // 16):
+        d = fp16_to_fp32(b.d) * f32(b.scales[j])
+        if d == f32(0.0):
+            continue
+        for ii in range(16):
+            l = nearest_int(xb[16 * j + ii] / d)
+            L[16 * j + ii] = max(-32, min(31, l)) + 32
+    for j in range(0, QK_K, 128):
+        ql = j // 2
+        qh = j // 4
+        for l in range(32):
+            q1 = L[j + l + 0] & 0xF
+            q2 = L[j + l + 32] & 0xF
+            q3 = L[j + l + 64] & 0xF
+            q4 = L[j + l + 96] & 0xF
+            b.ql[ql + l + 0] = q1 | (q3 << 4)
+            b.ql[ql + l + 32] = q2 | (q4 << 4)
+            b.qh[qh + l] = (
+                (L[j + l] >> 4)
+                | ((L[j + l + 32] >> 4) << 2)
+                | ((L[j + l + 64] >> 4) << 4)
+                | ((L[j + l + 96] >> 4) << 6)
+            )
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _q6_K_row(x, y, quant_weights, has_qw):
+    """quantize_row_q6_K_ref (has_qw False) and quantize_row_q6_K_impl share all but the
+    weights handed to make_qx_quants."""
+    L = np.empty(QK_K, np.int8)
+    scales = np.empty(QK_K // 16, np.float32)
+    no_weights = np.empty(0, np.float32)
+    for i in range(y.shape[0]):
+        xb = x[i * QK_K : (i + 1) * QK_K]
+        max_scale = f32(0.0)
+        max_abs_scale = f32(0.0)
+        for ib in range(QK_K // 16):
+            if has_qw:
+                qw = quant_weights[QK_K * i + 16 * ib : QK_K * i + 16 * ib + 16]
+            else:
+                qw = no_weights
+            scale = make_qx_quants(16, 32, xb[16 * ib : 16 * ib + 16], L[16 * ib : 16 * ib + 16], 1, qw)
+            scales[ib] = scale
+            abs_scale = abs(scale)
+            if abs_scale > max_abs_scale:
+                max_abs_scale = abs_scale
+                max_scale = scale
+        _q6_K_finish(xb, y[i], L, scales, max_scale, max_abs_scale)
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q6_K_ref(x, y):
+    _q6_K_row(x, y, np.empty(0, np.float32), False)
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q6_K_impl(x, y, quant_weights):
+    _q6_K_row(x, y, quant_weights, True)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def quantize_q6_K(src, dst, quant_weights):
+    for r in prange(src.shape[0]):
+        if quant_weights.shape[0] == 0:
+            quantize_row_q6_K_ref(src[r], dst[r])
+        else:
+            quantize_row_q6_K_impl(src[r], dst[r], quant_weights)
+
+
+@njit(cache=True, error_model="numpy")
+def dequantize_row_q6_K(x, y):
+    for i in range(x.shape[0]):
+        b = x[i]
+        d = fp16_to_fp32(b.d)
+        for n in range(0, QK_K, 128):
+            out = i * QK_K + n
+            ql = n // 2
+            qh = n // 4
+            sc = n // 16
+            for l in range(32):
+                is_ = l // 16
+                q1 = ((b.ql[ql + l + 0] & 0xF) | (((b.qh[qh + l] >> 0) & 3) << 4)) - 32
+                q2 = ((b.ql[ql + l + 32] & 0xF) | (((b.qh[qh + l] >> 2) & 3) << 4)) - 32
+                q3 = ((b.ql[ql + l + 0] >> 4) | (((b.qh[qh + l] >> 4) & 3) << 4)) - 32
+                q4 = ((b.ql[ql + l + 32] >> 4) | (((b.qh[qh + l] >> 6) & 3) << 4)) - 32
+                y[out + l + 0] = d * f32(b.scales[sc + is_ + 0]) * f32(q1)
+                y[out + l + 32] = d * f32(b.scales[sc + is_ + 2]) * f32(q2)
+                y[out + l + 64] = d * f32(b.scales[sc + is_ + 4]) * f32(q3)
+                y[out + l + 96] = d * f32(b.scales[sc + is_ + 6]) * f32(q4)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def dequantize_q6_K(src, dst):
+    for r in prange(src.shape[0]):
+        dequantize_row_q6_K(src[r], dst[r])
+
+
+# ============================================================================ registry
+
+
+@register
+class Q2_K(BlockType):
+    block = block_q2_K
+    uses_importance = True
+
+    def _quantize(self, x, y, qw):
+        quantize_q2_K(x, y, qw)
+
+    def _dequantize(self, y, x):
+        dequantize_q2_K(y, x)
+
+
+@register
+class Q3_K(BlockType):
+    block = block_q3_K
+    uses_importance = True
+
+    def _quantize(self, x, y, qw):
+        quantize_q3_K(x, y, qw)
+
+    def _dequantize(self, y, x):
+        dequantize_q3_K(y, x)
+
+
+@register
+class Q4_K(BlockType):
+    block = block_q4_K
+    uses_importance = True
+
+    def _quantize(self, x, y, qw):
+        quantize_q4_K(x, y, qw)
+
+    def _dequantize(self, y, x):
+        dequantize_q4_K(y, x)
+
+
+@register
+class Q5_K(BlockType):
+    block = block_q5_K
+    uses_importance = True
+
+    def _quantize(self, x, y, qw):
+        quantize_q5_K(x, y, qw)
+
+    def _dequantize(self, y, x):
+        dequantize_q5_K(y, x)
+
+
+@register
+class Q6_K(BlockType):
+    block = block_q6_K
+    uses_importance = True
+
+    def _quantize(self, x, y, qw):
+        quantize_q6_K(x, y, qw)
+
+    def _dequantize(self, y, x):
+        dequantize_q6_K(y, x)

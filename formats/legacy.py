@@ -1,0 +1,448 @@
+"""Legacy 32-value block types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0.
+
+Row routines carry ggml's names (ggml-quants.c): ``quantize_row_<t>_ref`` without an
+importance vector, ``quantize_row_<t>_impl`` with one, ``dequantize_row_<t>``.  Each
+``quantize_<t>`` / ``dequantize_<t>`` runs them over all rows in parallel (rows are
+independent in ggml too, so the bytes never depend on the thread count).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ._numeric import f32, fp16_to_fp32, fp32_to_fp16, roundf
+from .helpers import make_qkx3_quants, make_qx_quants
+from .registry import BlockType, register
+
+QK = 32
+FLT_MAX = np.float32(3.4028234663852886e38)
+
+# C structs from ggml-common.h; f16 fields are held as their IEEE half bits.
+block_q4_0 = np.dtype([("d", "<u2"), ("qs", "u1", 16)])
+block_q4_1 = np.dtype([("d", "<u2"), ("m", "<u2"), ("qs", "u1", 16)])
+block_q5_0 = np.dtype([("d", "<u2"), ("qh", "u1", 4), ("qs", "u1", 16)])
+block_q5_1 = np.dtype([("d", "<u2"), ("m", "<u2"), ("qh", "u1", 4), ("qs", "u1", 16)])
+block_q8_0 = np.dtype([("d", "<u2"), ("qs", "i1", 32)])
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _store_qh(y, qh):
+    y.qh[0] = qh & 0xFF
+    y.qh[1] = (qh >> 8) & 0xFF
+    y.qh[2] = (qh >> 16) & 0xFF
+    y.qh[3] = (qh >> 24) & 0xFF
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _load_qh(y):
+    return (
+        np.int64(y.qh[0]) | (np.int64(y.qh[1]) << 8) | (np.int64(y.qh[2]) << 16)
+        | (np.int64(y.qh[3]) << 24)
+    )
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _row_sigma2(x):
+    sum_x2 = f32(0.0)
+    for j in range(x.shape[0]):
+        sum_x2 += x[j] * x[j]
+    return sum_x2 / f32(x.shape[0])
+
+
+# ---------------------------------------------------------------------------- Q4_0
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q4_0_ref(x, y):
+    for i in range(y.shape[0]):
+        amax = f32(0.0)
+        max_ = f32(0.0)
+        for j in range(QK):
+            v = x[i * QK + j]
+            if amax < abs(v):
+                amax = abs(v)
+                max_ = v
+        d = max_ / f32(-8.0)
+        id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
+        y[i].d = fp32_to_fp16(d)
+        for j in range(QK // 2):
+            x0 = x[i * QK + j] * id_
+            x1 = x[i * QK + QK // 2 + j] * id_
+            xi0 = min(15, np.int8(x0 + f32(8.5)))
+            xi1 = min(15, np.int8(x1 + f32(8.5)))
+            y[i].qs[j] = (xi0 | (xi1 << 4)) & 0xFF
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q4_0_impl(x, y, quant_weights):
+    weight = np.empty(QK, np.float32)
+    L = np.empty(QK, np.int8)
+    sigma2 = _row_sigma2(x)
+    for ib in range(y.shape[0]):
+        xb = x[QK * ib : QK * ib + QK]
+        qw = quant_weights[QK * ib : QK * ib + QK]
+        for j in range(QK):
+            weight[j] = qw[j] * np.sqrt(sigma2 + xb[j] * xb[j])
+        d = make_qx_quants(QK, 8, xb, L, 1, weight)
+        y[ib].d = fp32_to_fp16(d)
+        for j in range(16):
+            y[ib].qs[j] = L[j] | (L[j + 16] << 4)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def quantize_q4_0(src, dst, quant_weights):
+    for r in prange(src.shape[0]):
+        if quant_weights.shape[0] == 0:
+            quantize_row_q4_0_ref(src[r], dst[r])
+        else:
+            quantize_row_q4_0_impl(src[r], dst[r], quant_weights)
+
+
+@njit(cache=True, error_model="numpy")
+def dequantize_row_q4_0(x, y):
+    for i in range(x.shape[0]):
+        d = fp16_to_fp32(x[i].d)
+        for j in range(QK // 2):
+            x0 = f32((x[i].qs[j] & 0x0F) - 8)
+            x1 = f32((x[i].qs[j] >> 4) - 8)
+            y[i * QK + j] = x0 * d
+            y[i * QK + j + QK // 2] = x1 * d
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def dequantize_q4_0(src, dst):
+    for r in prange(src.shape[0]):
+        dequantize_row_q4_0(src[r], dst[r])
+
+
+# ---------------------------------------------------------------------------- Q4_1
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q4_1_ref(x, y):
+    for i in range(y.shape[0]):
+        min_ = FLT_MAX
+        max_ = -FLT_MAX
+        for j in range(QK):
+            v = x[i * QK + j]
+            if v < min_:
+                min_ = v
+            if v > max_:
+                max_ = v
+        d = (max_ - min_) / f32(15.0)
+        id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
+        y[i].d = fp32_to_fp16(d)
+        y[i].m = fp32_to_fp16(min_)
+        for j in range(QK // 2):
+            x0 = (x[i * QK + j] - min_) * id_
+            x1 = (x[i * QK + QK // 2 + j] - min_) * id_
+            xi0 = min(15, np.int8(x0 + f32(0.5)))
+            xi1 = min(15, np.int8(x1 + f32(0.5)))
+            y[i].qs[j] = (xi0 | (xi1 << 4)) & 0xFF
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q4_1_impl(x, y, quant_weights):
+    weight = np.empty(QK, np.float32)
+    L = np.empty(QK, np.uint8)
+    Laux = np.empty(QK, np.uint8)
+    sigma2 = _row_sigma2(x)
+    for ib in range(y.shape[0]):
+        xb = x[QK * ib : QK * ib + QK]
+        qw = quant_weights[QK * ib : QK * ib + QK]
+        for j in range(QK):
+            weight[j] = qw[j] * np.sqrt(sigma2 + xb[j] * xb[j])
+        d, min_ = make_qkx3_quants(QK, 15, xb, weight, L, Laux, -0.9, 0.05, 36, False)
+        y[ib].d = fp32_to_fp16(d)
+        y[ib].m = fp32_to_fp16(-min_)
+        for j in range(16):
+            y[ib].qs[j] = L[j] | (L[j + 16] << 4)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def quantize_q4_1(src, dst, quant_weights):
+    for r in prange(src.shape[0]):
+        if quant_weights.shape[0] == 0:
+            quantize_row_q4_1_ref(src[r], dst[r])
+        else:
+            quantize_row_q4_1_impl(src[r], dst[r], quant_weights)
+
+
+@njit(cache=True, error_model="numpy")
+def dequantize_row_q4_1(x, y):
+    for i in range(x.shape[0]):
+        d = fp16_to_fp32(x[i].d)
+        m = fp16_to_fp32(x[i].m)
+        for j in range(QK // 2):
+            x0 = f32(x[i].qs[j] & 0x0F)
+            x1 = f32(x[i].qs[j] >> 4)
+            y[i * QK + j] = x0 * d + m
+            y[i * QK + j + QK // 2] = x1 * d + m
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def dequantize_q4_1(src, dst):
+    for r in prange(src.shape[0]):
+        dequantize_row_q4_1(src[r], dst[r])
+
+
+# ---------------------------------------------------------------------------- Q5_0
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q5_0_ref(x, y):
+    for i in range(y.shape[0]):
+        amax = f32(0.0)
+        max_ = f32(0.0)
+        for j in range(QK):
+            v = x[i * QK + j]
+            if amax < abs(v):
+                amax = abs(v)
+                max_ = v
+        d = max_ / f32(-16.0)
+        id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
+        y[i].d = fp32_to_fp16(d)
+        qh = 0
+        for j in range(QK // 2):
+            x0 = x[i * QK + j] * id_
+            x1 = x[i * QK + QK // 2 + j] * id_
+            xi0 = min(31, np.int8(x0 + f32(16.5))) & 0xFF
+            xi1 = min(31, np.int8(x1 + f32(16.5))) & 0xFF
+            y[i].qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
+            qh |= ((xi0 & 0x10) >> 4) << (j + 0)
+            qh |= ((xi1 & 0x10) >> 4) << (j + QK // 2)
+        _store_qh(y[i], qh)
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q5_0_impl(x, y, quant_weights):
+    weight = np.empty(QK, np.float32)
+    L = np.empty(QK, np.int8)
+    sigma2 = _row_sigma2(x)
+    for ib in range(y.shape[0]):
+        xb = x[QK * ib : QK * ib + QK]
+        qw = quant_weights[QK * ib : QK * ib + QK]
+        for j in range(QK):
+            weight[j] = qw[j] * np.sqrt(sigma2 + xb[j] * xb[j])
+        d = make_qx_quants(QK, 16, xb, L, 1, weight)
+        y[ib].d = fp32_to_fp16(d)
+        qh = 0
+        for j in range(16):
+            xi0 = L[j] & 0xFF
+            xi1 = L[j + 16] & 0xFF
+            y[ib].qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
+            qh |= ((xi0 & 0x10) >> 4) << (j + 0)
+            qh |= ((xi1 & 0x10) >> 4) << (j + QK // 2)
+        _store_qh(y[ib], qh)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def quantize_q5_0(src, dst, quant_weights):
+    for r in prange(src.shape[0]):
+        if quant_weights.shape[0] == 0:
+            quantize_row_q5_0_ref(src[r], dst[r])
+        else:
+            quantize_row_q5_0_impl(src[r], dst[r], quant_weights)
+
+
+@njit(cache=True, error_model="numpy")
+def dequantize_row_q5_0(x, y):
+    for i in range(x.shape[0]):
+        d = fp16_to_fp32(x[i].d)
+        qh = _load_qh(x[i])
+        for j in range(QK // 2):
+            xh_0 = ((qh >> (j + 0)) << 4) & 0x10
+            xh_1 = (qh >> (j + 12)) & 0x10
+            x0 = f32(((x[i].qs[j] & 0x0F) | xh_0) - 16)
+            x1 = f32(((x[i].qs[j] >> 4) | xh_1) - 16)
+            y[i * QK + j] = x0 * d
+            y[i * QK + j + QK // 2] = x1 * d
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def dequantize_q5_0(src, dst):
+    for r in prange(src.shape[0]):
+        dequantize_row_q5_0(src[r], dst[r])
+
+
+# ---------------------------------------------------------------------------- Q5_1
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q5_1_ref(x, y):
+    for i in range(y.shape[0]):
+        min_ = FLT_MAX
+        max_ = -FLT_MAX
+        for j in range(QK):
+            v = x[i * QK + j]
+            if v < min_:
+                min_ = v
+            if v > max_:
+                max_ = v
+        d = (max_ - min_) / f32(31.0)
+        id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
+        y[i].d = fp32_to_fp16(d)
+        y[i].m = fp32_to_fp16(min_)
+        qh = 0
+        for j in range(QK // 2):
+            x0 = (x[i * QK + j] - min_) * id_
+            x1 = (x[i * QK + QK // 2 + j] - min_) * id_
+            xi0 = np.uint8(x0 + f32(0.5))
+            xi1 = np.uint8(x1 + f32(0.5))
+            y[i].qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
+            qh |= ((xi0 & 0x10) >> 4) << (j + 0)
+            qh |= ((xi1 & 0x10) >> 4) << (j + QK // 2)
+        _store_qh(y[i], qh)
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q5_1_impl(x, y, quant_weights):
+    weight = np.empty(QK, np.float32)
+    L = np.empty(QK, np.uint8)
+    Laux = np.empty(QK, np.uint8)
+    sigma2 = _row_sigma2(x)
+    for ib in range(y.shape[0]):
+        xb = x[QK * ib : QK * ib + QK]
+        qw = quant_weights[QK * ib : QK * ib + QK]
+        for j in range(QK):
+            weight[j] = qw[j] * np.sqrt(sigma2 + xb[j] * xb[j])
+        d, min_ = make_qkx3_quants(QK, 31, xb, weight, L, Laux, -0.9, 0.05, 36, False)
+        y[ib].d = fp32_to_fp16(d)
+        y[ib].m = fp32_to_fp16(-min_)
+        qh = 0
+        for j in range(16):
+            xi0 = np.int64(L[j])
+            xi1 = np.int64(L[j + 16])
+            y[ib].qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
+            qh |= ((xi0 & 0x10) >> 4) << (j + 0)
+            qh |= ((xi1 & 0x10) >> 4) << (j + QK // 2)
+        _store_qh(y[ib], qh)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def quantize_q5_1(src, dst, quant_weights):
+    for r in prange(src.shape[0]):
+        if quant_weights.shape[0] == 0:
+            quantize_row_q5_1_ref(src[r], dst[r])
+        else:
+            quantize_row_q5_1_impl(src[r], dst[r], quant_weights)
+
+
+@njit(cache=True, error_model="numpy")
+def dequantize_row_q5_1(x, y):
+    for i in range(x.shape[0]):
+        d = fp16_to_fp32(x[i].d)
+        m = fp16_to_fp32(x[i].m)
+        qh = _load_qh(x[i])
+        for j in range(QK // 2):
+            xh_0 = ((qh >> (j + 0)) << 4) & 0x10
+            xh_1 = (qh >> (j + 12)) & 0x10
+            x0 = f32((x[i].qs[j] & 0x0F) | xh_0)
+            x1 = f32((x[i].qs[j] >> 4) | xh_1)
+            y[i * QK + j] = x0 * d + m
+            y[i * QK + j + QK // 2] = x1 * d + m
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def dequantize_q5_1(src, dst):
+    for r in prange(src.shape[0]):
+        dequantize_row_q5_1(src[r], dst[r])
+
+
+# ---------------------------------------------------------------------------- Q8_0
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q8_0_ref(x, y):
+    for i in range(y.shape[0]):
+        amax = f32(0.0)
+        for j in range(QK):
+            v = abs(x[i * QK + j])
+            amax = amax if amax > v else v
+        d = amax / f32(127.0)
+        id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
+        y[i].d = fp32_to_fp16(d)
+        for j in range(QK):
+            y[i].qs[j] = np.int8(roundf(x[i * QK + j] * id_))
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def quantize_q8_0(src, dst, quant_weights):
+    # ggml ignores the importance vector for Q8_0
+    for r in prange(src.shape[0]):
+        quantize_row_q8_0_ref(src[r], dst[r])
+
+
+@njit(cache=True, error_model="numpy")
+def dequantize_row_q8_0(x, y):
+    for i in range(x.shape[0]):
+        d = fp16_to_fp32(x[i].d)
+        for j in range(QK):
+            y[i * QK + j] = f32(x[i].qs[j]) * d
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def dequantize_q8_0(src, dst):
+    for r in prange(src.shape[0]):
+        dequantize_row_q8_0(src[r], dst[r])
+
+
+# ---------------------------------------------------------------------------- registry
+
+
+@register
+class Q4_0(BlockType):
+    block = block_q4_0
+    uses_importance = True
+
+    def _quantize(self, x, y, qw):
+        quantize_q4_0(x, y, qw)
+
+    def _dequantize(self, y, x):
+        dequantize_q4_0(y, x)
+
+
+@register
+class Q4_1(BlockType):
+    block = block_q4_1
+    uses_importance = True
+
+    def _quantize(self, x, y, qw):
+        quantize_q4_1(x, y, qw)
+
+    def _dequantize(self, y, x):
+        dequantize_q4_1(y, x)
+
+
+@register
+class Q5_0(BlockType):
+    block = block_q5_0
+    uses_importance = True
+
+    def _quantize(self, x, y, qw):
+        quantize_q5_0(x, y, qw)
+
+    def _dequantize(self, y, x):
+        dequantize_q5_0(y, x)
+
+
+@register
+class Q5_1(BlockType):
+    block = block_q5_1
+    uses_importance = True
+
+    def _quantize(self, x, y, qw):
+        quantize_q5_1(x, y, qw)
+
+    def _dequantize(self, y, x):
+        dequantize_q5_1(y, x)
+
+
+@register
+class Q8_0(BlockType):
+    block = block_q8_0
+
+    def _quantize(self, x, y, qw):
+        quantize_q8_0(x, y, qw)
+
+    def _dequantize(self, y, x):
+        dequantize_q8_0(y, x)
