@@ -36,9 +36,33 @@ FAMILIES = ("floats", "legacy", "kquants")
 _loaded = False
 
 
+def _kernel_cache_dir() -> str:
+    """Numba's on-disk cache, keyed by the hash of every kernel source file.
+
+    Numba invalidates a cached function only when its own file changes, not when a helper
+    it inlines from another file does; keying the directory by all sources together makes a
+    stale kernel impossible."""
+    import hashlib
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for src in sorted(here.glob("*.py")):
+        h.update(src.name.encode())
+        h.update(src.read_bytes())
+    base = os.environ.get("QUANTCLI_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "quantcli"
+    )
+    return os.path.join(base, "numba-" + h.hexdigest()[:16])
+
+
 def _load() -> None:
     global _loaded
     if not _loaded:
+        import numba
+
+        if not os.environ.get("NUMBA_CACHE_DIR"):
+            numba.config.CACHE_DIR = _kernel_cache_dir()
         for family in FAMILIES:
             importlib.import_module(f"{__name__}.{family}")
         _loaded = True

@@ -38,39 +38,52 @@ def make_qx_quants(n, nmax, x, L, rmse_type, qw):
         rmse_type = -rmse_type
         return_early = True
     has_qw = qw.shape[0] > 0
+    w = np.empty(n, np.float32)
+    for i in range(n):
+        w[i] = _qx_weight(has_qw, qw, rmse_type, x[i], i)
     sumlx = f32(0.0)
     suml2 = f32(0.0)
     for i in range(n):
         l = nearest_int(iscale * x[i])
         l = max(-nmax, min(nmax - 1, l))
         L[i] = l + nmax
-        w = _qx_weight(has_qw, qw, rmse_type, x[i], i)
         fl = f32(l)
-        sumlx += w * x[i] * fl
-        suml2 += w * fl * fl
+        sumlx += w[i] * x[i] * fl
+        suml2 += w[i] * fl * fl
     scale = sumlx / suml2 if suml2 != f32(0.0) else f32(0.0)
     if return_early:
         return f32(0.5) * (scale + f32(1.0) / iscale) if suml2 > f32(0.0) else f32(1.0) / iscale
     best = scale * sumlx
+    # C tries is = -9..9 (not 0) one after the other.  Each trial's sums only depend on its
+    # own iscale, so all 18 are accumulated side by side (one lane per trial, each lane
+    # summing over i in C's order: the same float32 values), then accepted in C's order.
+    isc = np.empty(18, np.float32)
+    slx = np.zeros(18, np.float32)
+    sl2 = np.zeros(18, np.float32)
+    t = 0
     for is_ in range(-9, 10):
-        if is_ == 0:
-            continue
-        iscale = -(f32(nmax) + f32(0.1) * f32(is_)) / max_
-        sumlx = f32(0.0)
-        suml2 = f32(0.0)
+        if is_ != 0:
+            isc[t] = -(f32(nmax) + f32(0.1) * f32(is_)) / max_
+            t += 1
+    for i in range(n):
+        xi = x[i]
+        wi = w[i]
+        wxi = wi * xi
+        for t in range(18):
+            l = nearest_int(isc[t] * xi)
+            fl = f32(max(-nmax, min(nmax - 1, l)))
+            slx[t] += wxi * fl
+            sl2[t] += wi * fl * fl
+    best_t = -1
+    for t in range(18):
+        if sl2[t] > f32(0.0) and slx[t] * slx[t] > best * sl2[t]:
+            scale = slx[t] / sl2[t]
+            best = scale * slx[t]
+            best_t = t
+    if best_t >= 0:
         for i in range(n):
-            l = nearest_int(iscale * x[i])
-            l = max(-nmax, min(nmax - 1, l))
-            w = _qx_weight(has_qw, qw, rmse_type, x[i], i)
-            fl = f32(l)
-            sumlx += w * x[i] * fl
-            suml2 += w * fl * fl
-        if suml2 > f32(0.0) and sumlx * sumlx > best * suml2:
-            for i in range(n):
-                l = nearest_int(iscale * x[i])
-                L[i] = nmax + max(-nmax, min(nmax - 1, l))
-            scale = sumlx / suml2
-            best = scale * sumlx
+            l = nearest_int(isc[best_t] * x[i])
+            L[i] = nmax + max(-nmax, min(nmax - 1, l))
     return scale
 
 
