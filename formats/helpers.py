@@ -362,3 +362,288 @@ def make_qp_quants(n, nmax, x, L, quant_weights):
         if n_changed == 0:
             break
     return sumlx / suml2 if suml2 > f32(0.0) else f32(0.0)
+
+
+# ---------------------------------------------------------------------------------------
+# The same searches for many groups at once.
+#
+# ggml runs make_qkx2_quants / make_qkx3_quants on one group (16 or 32 values) at a time,
+# and each trial scale depends on the previous acceptance (``min`` moves), so a single group
+# cannot be split.  But the groups of a row are independent: the functions below run every
+# group of a row side by side, one SIMD lane per group.  Data is laid out (n, S): column s
+# is group s.  Each lane performs exactly C's float32 operations in C's order -- only the
+# loop nest is interchanged (``for i: for s:``) -- so the result is bit-identical.
+# ---------------------------------------------------------------------------------------
+
+
+@njit(cache=True, error_model="numpy")
+def to_lanes(x, n, out):
+    """out[i, s] = x[n*s + i]: consecutive groups of n values become columns."""
+    S = out.shape[1]
+    for s in range(S):
+        for i in range(n):
+            out[i, s] = x[n * s + i]
+
+
+@njit(cache=True, error_model="numpy")
+def from_lanes(Lt, n, L):
+    """Inverse of to_lanes for the quantized levels."""
+    S = Lt.shape[1]
+    for s in range(S):
+        for i in range(n):
+            L[n * s + i] = Lt[i, s]
+
+
+@njit(cache=True, error_model="numpy")
+def make_qkx_quants_lanes(n, nmax, xt, wt, Lt, rmin, rdelta, nstep, use_mad, scales, the_mins):
+    """make_qkx2_quants (and make_qkx3_quants with weights) on every column of xt at once.
+
+    ``scales[s]``, ``the_mins[s]`` and ``Lt[:, s]`` receive what C returns, writes to
+    ``*the_min`` and stores in ``L`` for group s.  (make_qkx3_quants differs from
+    make_qkx2_quants only in its degenerate test, ``max <= min`` instead of ``max == min``;
+    after ``min`` is clamped to <= 0, max >= min always holds, so the two agree.)"""
+    S = xt.shape[1]
+    rmin = f32(rmin)
+    rdelta = f32(rdelta)
+    fnmax = f32(nmax)
+    mn = np.empty(S, np.float32)
+    mx = np.empty(S, np.float32)
+    sum_w = np.empty(S, np.float32)
+    sum_x = np.empty(S, np.float32)
+    iscale = np.empty(S, np.float32)
+    scale = np.empty(S, np.float32)
+    best = np.empty(S, np.float32)
+    sum_l = np.empty(S, np.float32)
+    sum_l2 = np.empty(S, np.float32)
+    sum_xl = np.empty(S, np.float32)
+    this_scale = np.empty(S, np.float32)
+    this_min = np.empty(S, np.float32)
+    cur = np.empty(S, np.float32)
+    accept = np.empty(S, np.bool_)
+    degenerate = np.empty(S, np.bool_)
+    Lauxt = np.empty((n, S), np.uint8)
+
+    for s in range(S):
+        mn[s] = xt[0, s]
+        mx[s] = xt[0, s]
+        sum_w[s] = wt[0, s]
+        sum_x[s] = sum_w[s] * xt[0, s]
+    for i in range(1, n):
+        for s in range(S):
+            v = xt[i, s]
+            m = mn[s]
+            mn[s] = v if v < m else m
+            m = mx[s]
+            mx[s] = v if v > m else m
+            w = wt[i, s]
+            sum_w[s] += w
+            sum_x[s] += w * v
+    for s in range(S):
+        m = mn[s]
+        mn[s] = f32(0.0) if m > f32(0.0) else m
+        degenerate[s] = mx[s] == mn[s]
+        the_mins[s] = -mn[s]  # what C returns for a degenerate group
+        iscale[s] = fnmax / (mx[s] - mn[s])
+        scale[s] = f32(1.0) / iscale[s]
+        best[s] = f32(0.0)
+    for i in range(n):
+        for s in range(S):
+            l = nearest_int(iscale[s] * (xt[i, s] - mn[s]))
+            l = max(0, min(nmax, l))
+            Lt[i, s] = l
+            diff = scale[s] * f32(l) + mn[s] - xt[i, s]
+            diff = abs(diff) if use_mad else diff * diff
+            best[s] += wt[i, s] * diff
+    if nstep >= 1:
+        for is_ in range(nstep + 1):
+            for s in range(S):
+                iscale[s] = (rmin + rdelta * f32(is_) + fnmax) / (mx[s] - mn[s])
+                sum_l[s] = f32(0.0)
+                sum_l2[s] = f32(0.0)
+                sum_xl[s] = f32(0.0)
+            for i in range(n):
+                for s in range(S):
+                    l = nearest_int(iscale[s] * (xt[i, s] - mn[s]))
+                    l = max(0, min(nmax, l))
+                    Lauxt[i, s] = l
+                    w = wt[i, s]
+                    fl = f32(l)
+                    sum_l[s] += w * fl
+                    sum_l2[s] += w * fl * fl
+                    sum_xl[s] += w * fl * xt[i, s]
+            for s in range(S):
+                D = sum_w[s] * sum_l2[s] - sum_l[s] * sum_l[s]
+                ts = (sum_w[s] * sum_xl[s] - sum_x[s] * sum_l[s]) / D
+                tm = (sum_l2[s] * sum_x[s] - sum_l[s] * sum_xl[s]) / D
+                if tm > f32(0.0):
+                    tm = f32(0.0)
+                    ts = sum_xl[s] / sum_l2[s]
+                this_scale[s] = ts
+                this_min[s] = tm
+                accept[s] = D > f32(0.0)  # C skips the trial entirely when D <= 0
+                cur[s] = f32(0.0)
+            for i in range(n):
+                for s in range(S):
+                    diff = this_scale[s] * f32(Lauxt[i, s]) + this_min[s] - xt[i, s]
+                    diff = abs(diff) if use_mad else diff * diff
+                    cur[s] += wt[i, s] * diff
+            any_accept = False
+            for s in range(S):
+                a = accept[s] and cur[s] < best[s]
+                accept[s] = a
+                if a:
+                    best[s] = cur[s]
+                    scale[s] = this_scale[s]
+                    mn[s] = this_min[s]
+                    any_accept = True
+            if any_accept:
+                for i in range(n):
+                    for s in range(S):
+                        if accept[s]:
+                            Lt[i, s] = Lauxt[i, s]
+    for s in range(S):
+        if degenerate[s]:
+            scales[s] = f32(0.0)
+            for i in range(n):
+                Lt[i, s] = 0
+        else:
+            scales[s] = scale[s]
+            the_mins[s] = -mn[s]
+
+
+@njit(cache=True, error_model="numpy")
+def make_qx_quants_lanes(n, nmax, xt, wt, Lt, scales):
+    """make_qx_quants(n, nmax, x, L, rmse_type=1, qw) on every column of xt at once, with
+    the weights given per value in wt (C: qw[i], or x[i]*x[i] when qw is NULL)."""
+    S = xt.shape[1]
+    fnmax = f32(nmax)
+    mx = np.zeros(S, np.float32)
+    amax = np.zeros(S, np.float32)
+    iscale = np.empty(S, np.float32)
+    best_iscale = np.empty(S, np.float32)
+    improved = np.zeros(S, np.bool_)
+    sumlx = np.zeros(S, np.float32)
+    suml2 = np.zeros(S, np.float32)
+    best = np.empty(S, np.float32)
+    for i in range(n):
+        for s in range(S):
+            v = xt[i, s]
+            ax = abs(v)
+            bigger = ax > amax[s]
+            amax[s] = ax if bigger else amax[s]
+            mx[s] = v if bigger else mx[s]
+    for s in range(S):
+        iscale[s] = -fnmax / mx[s]
+    for i in range(n):
+        for s in range(S):
+            v = xt[i, s]
+            l = nearest_int(iscale[s] * v)
+            l = max(-nmax, min(nmax - 1, l))
+            Lt[i, s] = l + nmax
+            fl = f32(l)
+            sumlx[s] += wt[i, s] * v * fl
+            suml2[s] += wt[i, s] * fl * fl
+    for s in range(S):
+        scales[s] = sumlx[s] / suml2[s] if suml2[s] != f32(0.0) else f32(0.0)
+        best[s] = scales[s] * sumlx[s]
+    for is_ in range(-9, 10):
+        if is_ == 0:
+            continue
+        for s in range(S):
+            iscale[s] = -(fnmax + f32(0.1) * f32(is_)) / mx[s]
+            sumlx[s] = f32(0.0)
+            suml2[s] = f32(0.0)
+        for i in range(n):
+            for s in range(S):
+                v = xt[i, s]
+                l = nearest_int(iscale[s] * v)
+                fl = f32(max(-nmax, min(nmax - 1, l)))
+                sumlx[s] += wt[i, s] * v * fl
+                suml2[s] += wt[i, s] * fl * fl
+        for s in range(S):
+            if suml2[s] > f32(0.0) and sumlx[s] * sumlx[s] > best[s] * suml2[s]:
+                scales[s] = sumlx[s] / suml2[s]
+                best[s] = scales[s] * sumlx[s]
+                best_iscale[s] = iscale[s]
+                improved[s] = True
+    for i in range(n):
+        for s in range(S):
+            if improved[s]:
+                l = nearest_int(best_iscale[s] * xt[i, s])
+                Lt[i, s] = nmax + max(-nmax, min(nmax - 1, l))
+    for s in range(S):
+        if amax[s] < GROUP_MAX_EPS:  # all zero
+            scales[s] = f32(0.0)
+            for i in range(n):
+                Lt[i, s] = 0
+
+
+@njit(cache=True, error_model="numpy")
+def make_q3_quants_lanes(n, nmax, xt, Lt, scales):
+    """make_q3_quants(n, nmax, x, L, do_rmse=true) on every column of xt at once.
+
+    C stops a group's coordinate descent after a pass that changed nothing; a further pass
+    from the same state changes nothing either, so lanes simply run until no lane changes."""
+    S = xt.shape[1]
+    fnmax = f32(nmax)
+    mx = np.zeros(S, np.float32)
+    amax = np.zeros(S, np.float32)
+    iscale = np.empty(S, np.float32)
+    sumlx = np.zeros(S, np.float32)
+    suml2 = np.zeros(S, np.float32)
+    for i in range(n):
+        for s in range(S):
+            v = xt[i, s]
+            ax = abs(v)
+            bigger = ax > amax[s]
+            amax[s] = ax if bigger else amax[s]
+            mx[s] = v if bigger else mx[s]
+    for s in range(S):
+        iscale[s] = -fnmax / mx[s]
+    for i in range(n):
+        for s in range(S):
+            v = xt[i, s]
+            l = nearest_int(iscale[s] * v)
+            l = max(-nmax, min(nmax - 1, l))
+            Lt[i, s] = l
+            w = v * v
+            fl = f32(l)
+            sumlx[s] += w * v * fl
+            suml2[s] += w * fl * fl
+    for itry in range(5):
+        n_changed = 0
+        for i in range(n):
+            for s in range(S):
+                v = xt[i, s]
+                w = v * v
+                old = np.int64(Lt[i, s])
+                fL = f32(old)
+                slx = sumlx[s] - w * v * fL
+                sl2 = suml2[s] - w * fL * fL
+                new_l = nearest_int(v * sl2 / slx)
+                new_l = max(-nmax, min(nmax - 1, new_l))
+                fn = f32(new_l)
+                slx2 = slx + w * v * fn
+                sl22 = sl2 + w * fn * fn
+                ok = (
+                    (slx > f32(0.0))
+                    & (new_l != old)
+                    & (sl22 > f32(0.0))
+                    & (slx2 * slx2 * suml2[s] > sumlx[s] * sumlx[s] * sl22)
+                )
+                # branch-free form of C's "if (...) { L[i] = new_l; ...; ++n_changed; }"
+                Lt[i, s] = new_l if ok else old
+                sumlx[s] = slx2 if ok else sumlx[s]
+                suml2[s] = sl22 if ok else suml2[s]
+                n_changed += np.int64(ok)
+        if n_changed == 0:
+            break
+    for s in range(S):
+        if amax[s] < GROUP_MAX_EPS:  # all zero
+            scales[s] = f32(0.0)
+            for i in range(n):
+                Lt[i, s] = 0
+        else:
+            scales[s] = sumlx[s] / suml2[s] if suml2[s] > f32(0.0) else f32(0.0)
+            for i in range(n):
+                Lt[i, s] += nmax

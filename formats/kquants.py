@@ -10,7 +10,15 @@ import numpy as np
 from numba import njit, prange
 
 from ._numeric import GROUP_MAX_EPS, f32, fp16_to_fp32, fp32_to_fp16, nearest_int
-from .helpers import make_q3_quants, make_qkx2_quants, make_qkx3_quants, make_qp_quants, make_qx_quants
+from .helpers import (
+    from_lanes,
+    make_q3_quants_lanes,
+    make_qkx_quants_lanes,
+    make_qp_quants,
+    make_qx_quants_lanes,
+    make_qx_quants,
+    to_lanes,
+)
 from .registry import BlockType, register
 
 QK_K = 256
@@ -88,33 +96,56 @@ def _pack_k4_scales(scales, j, ls, lm):
 
 
 @njit(cache=True, error_model="numpy")
+def _q2_K_pack(xb, b, L, dm, mm):
+    """Requantize the 16 sub-blocks with the stored 4-bit scales/mins, then pack."""
+    scales = b.scales  # (one record-field lookup, not one per access)
+    for j in range(QK_K // 16):
+        d = dm * f32(scales[j] & 0xF)
+        if d == f32(0.0):
+            continue
+        m = mm * f32(scales[j] >> 4)
+        for ii in range(16):
+            l = nearest_int((xb[16 * j + ii] + m) / d)
+            L[16 * j + ii] = max(0, min(3, l))
+    _pack_2bit(L, b.qs)
+
+
+@njit(cache=True, error_model="numpy")
 def quantize_row_q2_K_ref(x, y):
-    L = np.empty(QK_K, np.uint8)
-    Laux = np.empty(16, np.uint8)
-    weights = np.empty(16, np.float32)
-    mins = np.empty(QK_K // 16, np.float32)
-    scales = np.empty(QK_K // 16, np.float32)
+    nb = y.shape[0]
+    S = nb * (QK_K // 16)
+    # make_qkx2_quants(16, 3, x + 16*j, |x|, ..., -0.5f, 0.1f, 15, true) for every
+    # sub-block of the row at once (see helpers.make_qkx_quants_lanes)
+    xt = np.empty((16, S), np.float32)
+    wt = np.empty((16, S), np.float32)
+    Lt = np.empty((16, S), np.uint8)
+    scales = np.empty(S, np.float32)
+    mins = np.empty(S, np.float32)
+    to_lanes(x, 16, xt)
+    for i in range(16):
+        for s in range(S):
+            wt[i, s] = abs(xt[i, s])
+    make_qkx_quants_lanes(16, 3, xt, wt, Lt, -0.5, 0.1, 15, True, scales, mins)
+    L = np.empty(nb * QK_K, np.uint8)
+    from_lanes(Lt, 16, L)
     q4scale = f32(15.0)
-    for i in range(y.shape[0]):
+    for i in range(nb):
         xb = x[i * QK_K : (i + 1) * QK_K]
+        Lb = L[i * QK_K : (i + 1) * QK_K]
+        sc = scales[16 * i : 16 * i + 16]
+        mi = mins[16 * i : 16 * i + 16]
         max_scale = f32(0.0)
         max_min = f32(0.0)
         for j in range(QK_K // 16):
-            for l in range(16):
-                weights[l] = abs(xb[16 * j + l])
-            scales[j], mins[j] = make_qkx2_quants(
-                16, 3, xb[16 * j : 16 * j + 16], weights, L[16 * j : 16 * j + 16], Laux,
-                -0.5, 0.1, 15, True,
-            )
-            if scales[j] > max_scale:
-                max_scale = scales[j]
-            if mins[j] > max_min:
-                max_min = mins[j]
+            if sc[j] > max_scale:
+                max_scale = sc[j]
+            if mi[j] > max_min:
+                max_min = mi[j]
         b = y[i]
         if max_scale > f32(0.0):
             iscale = q4scale / max_scale
             for j in range(QK_K // 16):
-                b.scales[j] = nearest_int(iscale * scales[j]) & 0xFF
+                b.scales[j] = nearest_int(iscale * sc[j]) & 0xFF
             b.d = fp32_to_fp16(max_scale / q4scale)
         else:
             for j in range(QK_K // 16):
@@ -123,64 +154,61 @@ def quantize_row_q2_K_ref(x, y):
         if max_min > f32(0.0):
             iscale = q4scale / max_min
             for j in range(QK_K // 16):
-                l = nearest_int(iscale * mins[j])
+                l = nearest_int(iscale * mi[j])
                 b.scales[j] = (b.scales[j] | (l << 4)) & 0xFF
             b.dmin = fp32_to_fp16(max_min / q4scale)
         else:
             b.dmin = fp32_to_fp16(f32(0.0))
-        for j in range(QK_K // 16):
-            d = fp16_to_fp32(b.d) * f32(b.scales[j] & 0xF)
-            if d == f32(0.0):
-                continue
-            dm = fp16_to_fp32(b.dmin) * f32(b.scales[j] >> 4)
-            for ii in range(16):
-                l = nearest_int((xb[16 * j + ii] + dm) / d)
-                L[16 * j + ii] = max(0, min(3, l))
-        _pack_2bit(L, b.qs)
+        _q2_K_pack(xb, b, Lb, fp16_to_fp32(b.d), fp16_to_fp32(b.dmin))
+
+
+@njit(cache=True, error_model="numpy")
+def _impl_weights(x, quant_weights, group, sigma2_factor, n, wt, sw):
+    """weight = qw * sqrtf(sigma2 + x*x) with sigma2 = factor*sum(x^2)/QK_K per super-block,
+    laid out in lanes of n values, and sw[s] = sum of group s's weights (C's order)."""
+    nb = x.shape[0] // QK_K
+    w = np.empty(x.shape[0], np.float32)
+    for i in range(nb):
+        xb = x[i * QK_K : (i + 1) * QK_K]
+        sigma2 = sigma2_factor * _sum_x2(xb, QK_K) / f32(QK_K)
+        for l in range(QK_K):
+            w[i * QK_K + l] = quant_weights[i * QK_K + l] * np.sqrt(sigma2 + xb[l] * xb[l])
+    to_lanes(w, n, wt)
+    for s in range(wt.shape[1]):
+        sw[s] = f32(0.0)
+    for i in range(n):
+        for s in range(wt.shape[1]):
+            sw[s] += wt[i, s]
 
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q2_K_impl(x, y, quant_weights):
-    L = np.empty(QK_K, np.uint8)
-    Laux = np.empty(16, np.uint8)
-    mins = np.empty(QK_K // 16, np.float32)
-    scales = np.empty(QK_K // 16, np.float32)
-    sw = np.empty(QK_K // 16, np.float32)
-    weight = np.empty(16, np.float32)
+    nb = y.shape[0]
+    S = nb * (QK_K // 16)
+    xt = np.empty((16, S), np.float32)
+    wt = np.empty((16, S), np.float32)
+    Lt = np.empty((16, S), np.uint8)
+    scales = np.empty(S, np.float32)
+    mins = np.empty(S, np.float32)
+    sw = np.empty(S, np.float32)
+    to_lanes(x, 16, xt)
+    _impl_weights(x, quant_weights, 16, f32(1.0), 16, wt, sw)
+    make_qkx_quants_lanes(16, 3, xt, wt, Lt, -0.9, 0.05, 36, False, scales, mins)
+    L = np.empty(nb * QK_K, np.uint8)
+    from_lanes(Lt, 16, L)
     Ls = np.empty(QK_K // 16, np.uint8)
     Lm = np.empty(QK_K // 16, np.uint8)
-    for i in range(y.shape[0]):
+    for i in range(nb):
         xb = x[i * QK_K : (i + 1) * QK_K]
-        sigma2 = _sum_x2(xb, QK_K) / f32(QK_K)
-        for j in range(QK_K // 16):
-            sw[j] = f32(0.0)
-            qw = quant_weights[QK_K * i + 16 * j : QK_K * i + 16 * j + 16]
-            for l in range(16):
-                weight[l] = qw[l] * np.sqrt(sigma2 + xb[16 * j + l] * xb[16 * j + l])
-            for l in range(QK_K // 16):
-                sw[j] += weight[l]
-            scales[j], mins[j] = make_qkx3_quants(
-                16, 3, xb[16 * j : 16 * j + 16], weight, L[16 * j : 16 * j + 16], Laux,
-                -0.9, 0.05, 36, False,
-            )
-        dm = make_qp_quants(QK_K // 16, 15, scales, Ls, sw)
-        mm = make_qp_quants(QK_K // 16, 15, mins, Lm, sw)
+        Lb = L[i * QK_K : (i + 1) * QK_K]
+        dm = make_qp_quants(QK_K // 16, 15, scales[16 * i : 16 * i + 16], Ls, sw[16 * i : 16 * i + 16])
+        mm = make_qp_quants(QK_K // 16, 15, mins[16 * i : 16 * i + 16], Lm, sw[16 * i : 16 * i + 16])
         b = y[i]
         b.d = fp32_to_fp16(dm)
         b.dmin = fp32_to_fp16(mm)
-        dm = fp16_to_fp32(b.d)
-        mm = fp16_to_fp32(b.dmin)
         for j in range(QK_K // 16):
             b.scales[j] = (Ls[j] | (Lm[j] << 4)) & 0xFF
-        for j in range(QK_K // 16):
-            d = dm * f32(b.scales[j] & 0xF)
-            if d == f32(0.0):
-                continue
-            m = mm * f32(b.scales[j] >> 4)
-            for ii in range(16):
-                l = nearest_int((xb[16 * j + ii] + m) / d)
-                L[16 * j + ii] = max(0, min(3, l))
-        _pack_2bit(L, b.qs)
+        _q2_K_pack(xb, b, Lb, fp16_to_fp32(b.d), fp16_to_fp32(b.dmin))
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -254,84 +282,93 @@ def _q3_scale(scales, j):
 @njit(cache=True, error_model="numpy", inline="always")
 def _q3_finish(xb, b, L):
     """Requantize with the stored scales, then hmask + 2-bit packing (ref and impl)."""
+    scales = b.scales
+    hmask = b.hmask
+    d_all = fp16_to_fp32(b.d)
     for j in range(QK_K // 16):
-        d = fp16_to_fp32(b.d) * f32(_q3_scale(b.scales, j))
+        d = d_all * f32(_q3_scale(scales, j))
         if d == f32(0.0):
             continue
         for ii in range(16):
             l = nearest_int(xb[16 * j + ii] / d)
             L[16 * j + ii] = max(-4, min(3, l)) + 4
-    for j in range(QK_K // 8):
-        b.hmask[j] = 0
-    m = 0
-    hm = 1
-    for j in range(QK_K):
-        if L[j] > 3:
-            b.hmask[m] |= hm
-            L[j] -= 4
-        m += 1
-        if m == QK_K // 8:
-            m = 0
-            hm <<= 1
+    # hmask bit j // 32 of byte j % 32 holds L[j] > 3; C walks j with a counter m = j % 32
+    for m in range(QK_K // 8):
+        h = 0
+        for k in range(QK_K // 32):
+            j = 32 * k + m
+            if L[j] > 3:
+                h |= 1 << k
+                L[j] -= 4
+        hmask[m] = h
     _pack_2bit(L, b.qs)
 
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q3_K_ref(x, y):
-    L = np.empty(QK_K, np.int8)
-    scales = np.empty(QK_K // 16, np.float32)
-    for i in range(y.shape[0]):
+    nb = y.shape[0]
+    S = nb * (QK_K // 16)
+    # make_q3_quants(16, 4, x + 16*j, L + 16*j, true) for every sub-block at once
+    xt = np.empty((16, S), np.float32)
+    Lt = np.empty((16, S), np.int8)
+    scales = np.empty(S, np.float32)
+    to_lanes(x, 16, xt)
+    make_q3_quants_lanes(16, 4, xt, Lt, scales)
+    L = np.empty(nb * QK_K, np.int8)
+    from_lanes(Lt, 16, L)
+    for i in range(nb):
         xb = x[i * QK_K : (i + 1) * QK_K]
         b = y[i]
+        sc = scales[16 * i : 16 * i + 16]
         max_scale = f32(0.0)
         amax = f32(0.0)
         for j in range(QK_K // 16):
-            scales[j] = make_q3_quants(16, 4, xb[16 * j : 16 * j + 16], L[16 * j : 16 * j + 16], True)
-            scale = abs(scales[j])
+            scale = abs(sc[j])
             if scale > amax:
                 amax = scale
-                max_scale = scales[j]
+                max_scale = sc[j]
         for j in range(12):
             b.scales[j] = 0
         if max_scale != f32(0.0):
             iscale = f32(-32.0) / max_scale
             for j in range(QK_K // 16):
-                l = _i8(nearest_int(iscale * scales[j]))
+                l = _i8(nearest_int(iscale * sc[j]))
                 l = max(-32, min(31, l)) + 32
                 _q3_pack_scale(b.scales, j, l)
             b.d = fp32_to_fp16(f32(1.0) / iscale)
         else:
             b.d = fp32_to_fp16(f32(0.0))
-        _q3_finish(xb, b, L)
+        _q3_finish(xb, b, L[i * QK_K : (i + 1) * QK_K])
 
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q3_K_impl(x, y, quant_weights):
-    L = np.empty(QK_K, np.int8)
-    scales = np.empty(QK_K // 16, np.float32)
-    weight = np.empty(16, np.float32)
-    sw = np.empty(QK_K // 16, np.float32)
+    nb = y.shape[0]
+    S = nb * (QK_K // 16)
+    # make_qx_quants(16, 4, x + 16*j, L + 16*j, 1, weight) for every sub-block at once
+    xt = np.empty((16, S), np.float32)
+    wt = np.empty((16, S), np.float32)
+    Lt = np.empty((16, S), np.int8)
+    scales = np.empty(S, np.float32)
+    sw = np.empty(S, np.float32)
+    to_lanes(x, 16, xt)
+    _impl_weights(x, quant_weights, 16, f32(2.0), 16, wt, sw)
+    make_qx_quants_lanes(16, 4, xt, wt, Lt, scales)
+    L = np.empty(nb * QK_K, np.int8)
+    from_lanes(Lt, 16, L)
     Ls = np.empty(QK_K // 16, np.int8)
-    for i in range(y.shape[0]):
+    for i in range(nb):
         xb = x[i * QK_K : (i + 1) * QK_K]
         b = y[i]
-        sigma2 = f32(2.0) * _sum_x2(xb, QK_K) / f32(QK_K)
-        for j in range(QK_K // 16):
-            qw = quant_weights[QK_K * i + 16 * j : QK_K * i + 16 * j + 16]
-            for l in range(16):
-                weight[l] = qw[l] * np.sqrt(sigma2 + xb[16 * j + l] * xb[16 * j + l])
-            sumw = f32(0.0)
-            for l in range(16):
-                sumw += weight[l]
-            sw[j] = sumw
-            scales[j] = make_qx_quants(16, 4, xb[16 * j : 16 * j + 16], L[16 * j : 16 * j + 16], 1, weight)
         for j in range(12):
             b.scales[j] = 0
-        d_block = make_qx_quants(QK_K // 16, 32, scales, Ls, 1, sw)
+        d_block = make_qx_quants(
+            QK_K // 16, 32, scales[16 * i : 16 * i + 16], Ls, 1, sw[16 * i : 16 * i + 16]
+        )
         for j in range(QK_K // 16):
             _q3_pack_scale(b.scales, j, np.int64(Ls[j]))
         b.d = fp32_to_fp16(d_block)
-        _q3_finish(xb, b, L)
+        _q3_finish(xb, b, L[i * QK_K : (i + 1) * QK_K])
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -383,38 +420,53 @@ def dequantize_q3_K(src, dst):
 @njit(cache=True, error_model="numpy", inline="always")
 def _k4_requantize(xb, b, L, nmax):
     """Requantize 8 sub-blocks of 32 with the stored 6-bit scales and mins."""
+    scales = b.scales
+    d_all = fp16_to_fp32(b.d)
+    dmin = fp16_to_fp32(b.dmin)
     for j in range(QK_K // 32):
-        sc, m = get_scale_min_k4(j, b.scales)
-        d = fp16_to_fp32(b.d) * f32(sc)
+        sc, m = get_scale_min_k4(j, scales)
+        d = d_all * f32(sc)
         if d == f32(0.0):
             continue
-        dm = fp16_to_fp32(b.dmin) * f32(m)
+        dm = dmin * f32(m)
         for ii in range(32):
             l = nearest_int((xb[32 * j + ii] + dm) / d)
             L[32 * j + ii] = max(0, min(nmax, l))
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _k4_ref_scales(xb, L, Laux, weights, scales, mins, nmax, rmin, rdelta, nstep):
-    """quantize_row_q4_K_ref / q5_K_ref: per-32 search, returns (max_scale, max_min)."""
-    max_scale = f32(0.0)
-    max_min = f32(0.0)
-    for j in range(QK_K // 32):
-        sum_x2 = f32(0.0)
-        for l in range(32):
-            sum_x2 += xb[32 * j + l] * xb[32 * j + l]
-        av_x = np.sqrt(sum_x2 / f32(32.0))
-        for l in range(32):
-            weights[l] = av_x + abs(xb[32 * j + l])
-        scales[j], mins[j] = make_qkx2_quants(
-            32, nmax, xb[32 * j : 32 * j + 32], weights, L[32 * j : 32 * j + 32], Laux,
-            rmin, rdelta, nstep, False,
-        )
-        if scales[j] > max_scale:
-            max_scale = scales[j]
-        if mins[j] > max_min:
-            max_min = mins[j]
-    return max_scale, max_min
+@njit(cache=True, error_model="numpy")
+def _k4_ref_search(x, nmax, rmin, rdelta, nstep, scales, mins, L):
+    """The per-32 make_qkx2_quants of quantize_row_q4_K_ref / q5_K_ref, for every
+    sub-block of the row at once; weights av_x + |x| with av_x = sqrtf(sum_x2/32)."""
+    S = scales.shape[0]
+    xt = np.empty((32, S), np.float32)
+    wt = np.empty((32, S), np.float32)
+    Lt = np.empty((32, S), np.uint8)
+    to_lanes(x, 32, xt)
+    sum_x2 = np.zeros(S, np.float32)
+    for l in range(32):
+        for s in range(S):
+            sum_x2[s] += xt[l, s] * xt[l, s]
+    for s in range(S):
+        sum_x2[s] = np.sqrt(sum_x2[s] / f32(32.0))  # av_x
+    for l in range(32):
+        for s in range(S):
+            wt[l, s] = sum_x2[s] + abs(xt[l, s])
+    make_qkx_quants_lanes(32, nmax, xt, wt, Lt, rmin, rdelta, nstep, False, scales, mins)
+    from_lanes(Lt, 32, L)
+
+
+@njit(cache=True, error_model="numpy")
+def _k4_impl_search(x, quant_weights, nmax, scales, mins, sw, L):
+    """The per-32 make_qkx3_quants of quantize_row_q4_K_impl / q5_K_impl, all at once."""
+    S = scales.shape[0]
+    xt = np.empty((32, S), np.float32)
+    wt = np.empty((32, S), np.float32)
+    Lt = np.empty((32, S), np.uint8)
+    to_lanes(x, 32, xt)
+    _impl_weights(x, quant_weights, 32, f32(2.0), 32, wt, sw)
+    make_qkx_quants_lanes(32, nmax, xt, wt, Lt, -0.9, 0.05, 36, False, scales, mins)
+    from_lanes(Lt, 32, L)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -430,78 +482,60 @@ def _k4_ref_pack_scales(b, scales, mins, max_scale, max_min):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _k4_impl_scales(xb, qw_row, i, L, Laux, weights, sw, scales, mins, Ls, Lm, nmax, has_qw):
-    """quantize_row_q4_K_impl / q5_K_impl: per-32 search + make_qp_quants on the scales."""
-    sigma2 = f32(2.0) * _sum_x2(xb, QK_K) / f32(QK_K)
-    av_x = np.sqrt(sigma2)
-    for j in range(QK_K // 32):
-        if has_qw:
-            qw = qw_row[QK_K * i + 32 * j : QK_K * i + 32 * j + 32]
-            for l in range(32):
-                weights[l] = qw[l] * np.sqrt(sigma2 + xb[32 * j + l] * xb[32 * j + l])
-        else:
-            for l in range(32):
-                weights[l] = av_x + abs(xb[32 * j + l])
-        sumw = f32(0.0)
-        for l in range(32):
-            sumw += weights[l]
-        sw[j] = sumw
-        scales[j], mins[j] = make_qkx3_quants(
-            32, nmax, xb[32 * j : 32 * j + 32], weights, L[32 * j : 32 * j + 32], Laux,
-            -0.9, 0.05, 36, False,
-        )
-    d_block = make_qp_quants(QK_K // 32, 63, scales, Ls, sw)
-    m_block = make_qp_quants(QK_K // 32, 63, mins, Lm, sw)
-    return d_block, m_block
-
-
-@njit(cache=True, error_model="numpy", inline="always")
 def _q4_K_pack(L, b):
+    qs = b.qs
     for j in range(0, QK_K, 64):
         for l in range(32):
-            b.qs[j // 2 + l] = L[j + l] | (L[j + l + 32] << 4)
+            qs[j // 2 + l] = L[j + l] | (L[j + l + 32] << 4)
 
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q4_K_ref(x, y):
-    L = np.empty(QK_K, np.uint8)
-    Laux = np.empty(32, np.uint8)
-    weights = np.empty(32, np.float32)
-    mins = np.empty(QK_K // 32, np.float32)
-    scales = np.empty(QK_K // 32, np.float32)
-    for i in range(y.shape[0]):
+    nb = y.shape[0]
+    scales = np.empty(nb * (QK_K // 32), np.float32)
+    mins = np.empty(nb * (QK_K // 32), np.float32)
+    L = np.empty(nb * QK_K, np.uint8)
+    _k4_ref_search(x, 15, f32(-1.0), f32(0.1), 20, scales, mins, L)
+    for i in range(nb):
         xb = x[i * QK_K : (i + 1) * QK_K]
+        Lb = L[i * QK_K : (i + 1) * QK_K]
+        sc = scales[8 * i : 8 * i + 8]
+        mi = mins[8 * i : 8 * i + 8]
+        max_scale = f32(0.0)
+        max_min = f32(0.0)
+        for j in range(QK_K // 32):
+            if sc[j] > max_scale:
+                max_scale = sc[j]
+            if mi[j] > max_min:
+                max_min = mi[j]
         b = y[i]
-        max_scale, max_min = _k4_ref_scales(
-            xb, L, Laux, weights, scales, mins, 15, f32(-1.0), f32(0.1), 20
-        )
-        _k4_ref_pack_scales(b, scales, mins, max_scale, max_min)
-        _k4_requantize(xb, b, L, 15)
-        _q4_K_pack(L, b)
+        _k4_ref_pack_scales(b, sc, mi, max_scale, max_min)
+        _k4_requantize(xb, b, Lb, 15)
+        _q4_K_pack(Lb, b)
 
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q4_K_impl(x, y, quant_weights):
-    L = np.empty(QK_K, np.uint8)
-    Laux = np.empty(32, np.uint8)
+    nb = y.shape[0]
+    scales = np.empty(nb * (QK_K // 32), np.float32)
+    mins = np.empty(nb * (QK_K // 32), np.float32)
+    sw = np.empty(nb * (QK_K // 32), np.float32)
+    L = np.empty(nb * QK_K, np.uint8)
+    _k4_impl_search(x, quant_weights, 15, scales, mins, sw, L)
     Ls = np.empty(QK_K // 32, np.uint8)
     Lm = np.empty(QK_K // 32, np.uint8)
-    weights = np.empty(32, np.float32)
-    sw = np.empty(QK_K // 32, np.float32)
-    mins = np.empty(QK_K // 32, np.float32)
-    scales = np.empty(QK_K // 32, np.float32)
-    for i in range(y.shape[0]):
+    for i in range(nb):
         xb = x[i * QK_K : (i + 1) * QK_K]
+        Lb = L[i * QK_K : (i + 1) * QK_K]
+        d_block = make_qp_quants(QK_K // 32, 63, scales[8 * i : 8 * i + 8], Ls, sw[8 * i : 8 * i + 8])
+        m_block = make_qp_quants(QK_K // 32, 63, mins[8 * i : 8 * i + 8], Lm, sw[8 * i : 8 * i + 8])
         b = y[i]
-        d_block, m_block = _k4_impl_scales(
-            xb, quant_weights, i, L, Laux, weights, sw, scales, mins, Ls, Lm, 15, True
-        )
         for j in range(QK_K // 32):
             _pack_k4_scales(b.scales, j, np.int64(Ls[j]), np.int64(Lm[j]))
         b.d = fp32_to_fp16(d_block)
         b.dmin = fp32_to_fp16(m_block)
-        _k4_requantize(xb, b, L, 15)
-        _q4_K_pack(L, b)
+        _k4_requantize(xb, b, Lb, 15)
+        _q4_K_pack(Lb, b)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -545,8 +579,10 @@ def dequantize_q4_K(src, dst):
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _q5_K_pack(L, b):
+    qh = b.qh
+    qs = b.qs
     for j in range(QK_K // 8):
-        b.qh[j] = 0
+        qh[j] = 0
     m1 = 1
     m2 = 2
     for n in range(0, QK_K, 64):
@@ -554,56 +590,63 @@ def _q5_K_pack(L, b):
             l1 = np.int64(L[n + j])
             if l1 > 15:
                 l1 -= 16
-                b.qh[j] |= m1
+                qh[j] |= m1
             l2 = np.int64(L[n + j + 32])
             if l2 > 15:
                 l2 -= 16
-                b.qh[j] |= m2
-            b.qs[n // 2 + j] = l1 | (l2 << 4)
+                qh[j] |= m2
+            qs[n // 2 + j] = l1 | (l2 << 4)
         m1 <<= 2
         m2 <<= 2
 
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q5_K_ref(x, y):
-    L = np.empty(QK_K, np.uint8)
-    Laux = np.empty(32, np.uint8)
-    weights = np.empty(32, np.float32)
-    mins = np.empty(QK_K // 32, np.float32)
-    scales = np.empty(QK_K // 32, np.float32)
-    for i in range(y.shape[0]):
+    nb = y.shape[0]
+    scales = np.empty(nb * (QK_K // 32), np.float32)
+    mins = np.empty(nb * (QK_K // 32), np.float32)
+    L = np.empty(nb * QK_K, np.uint8)
+    _k4_ref_search(x, 31, f32(-0.5), f32(0.1), 15, scales, mins, L)
+    for i in range(nb):
         xb = x[i * QK_K : (i + 1) * QK_K]
+        Lb = L[i * QK_K : (i + 1) * QK_K]
+        sc = scales[8 * i : 8 * i + 8]
+        mi = mins[8 * i : 8 * i + 8]
+        max_scale = f32(0.0)
+        max_min = f32(0.0)
+        for j in range(QK_K // 32):
+            if sc[j] > max_scale:
+                max_scale = sc[j]
+            if mi[j] > max_min:
+                max_min = mi[j]
         b = y[i]
-        max_scale, max_min = _k4_ref_scales(
-            xb, L, Laux, weights, scales, mins, 31, f32(-0.5), f32(0.1), 15
-        )
-        _k4_ref_pack_scales(b, scales, mins, max_scale, max_min)
-        _k4_requantize(xb, b, L, 31)
-        _q5_K_pack(L, b)
+        _k4_ref_pack_scales(b, sc, mi, max_scale, max_min)
+        _k4_requantize(xb, b, Lb, 31)
+        _q5_K_pack(Lb, b)
 
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q5_K_impl(x, y, quant_weights):
-    L = np.empty(QK_K, np.uint8)
-    Laux = np.empty(32, np.uint8)
+    nb = y.shape[0]
+    scales = np.empty(nb * (QK_K // 32), np.float32)
+    mins = np.empty(nb * (QK_K // 32), np.float32)
+    sw = np.empty(nb * (QK_K // 32), np.float32)
+    L = np.empty(nb * QK_K, np.uint8)
+    _k4_impl_search(x, quant_weights, 31, scales, mins, sw, L)
     Ls = np.empty(QK_K // 32, np.uint8)
     Lm = np.empty(QK_K // 32, np.uint8)
-    weights = np.empty(32, np.float32)
-    sw = np.empty(QK_K // 32, np.float32)
-    mins = np.empty(QK_K // 32, np.float32)
-    scales = np.empty(QK_K // 32, np.float32)
-    for i in range(y.shape[0]):
+    for i in range(nb):
         xb = x[i * QK_K : (i + 1) * QK_K]
+        Lb = L[i * QK_K : (i + 1) * QK_K]
+        d_block = make_qp_quants(QK_K // 32, 63, scales[8 * i : 8 * i + 8], Ls, sw[8 * i : 8 * i + 8])
+        m_block = make_qp_quants(QK_K // 32, 63, mins[8 * i : 8 * i + 8], Lm, sw[8 * i : 8 * i + 8])
         b = y[i]
-        d_block, m_block = _k4_impl_scales(
-            xb, quant_weights, i, L, Laux, weights, sw, scales, mins, Ls, Lm, 31, True
-        )
         for j in range(QK_K // 32):
             _pack_k4_scales(b.scales, j, min(63, np.int64(Ls[j])), min(63, np.int64(Lm[j])))
         b.d = fp32_to_fp16(d_block)
         b.dmin = fp32_to_fp16(m_block)
-        _k4_requantize(xb, b, L, 31)
-        _q5_K_pack(L, b)
+        _k4_requantize(xb, b, Lb, 31)
+        _q5_K_pack(Lb, b)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -656,21 +699,25 @@ def dequantize_q5_K(src, dst):
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _q6_K_finish(xb, b, L, scales, max_scale, max_abs_scale):
+    bql = b.ql
+    bqh = b.qh
+    bscales = b.scales
     if max_abs_scale < GROUP_MAX_EPS:
         for j in range(QK_K // 2):
-            b.ql[j] = 0
+            bql[j] = 0
         for j in range(QK_K // 4):
-            b.qh[j] = 0
+            bqh[j] = 0
         for j in range(QK_K // 16):
-            b.scales[j] = 0
+            bscales[j] = 0
         b.d = fp32_to_fp16(f32(0.0))
         return
     iscale = f32(-128.0) / max_scale
     b.d = fp32_to_fp16(f32(1.0) / iscale)
     for ib in range(QK_K // 16):
-        b.scales[ib] = _i8(min(127, nearest_int(iscale * scales[ib])))
+        bscales[ib] = _i8(min(127, nearest_int(iscale * scales[ib])))
+    d_all = fp16_to_fp32(b.d)
     for j in range(QK_K // 16):
-        d = fp16_to_fp32(b.d) * f32(b.scales[j])
+        d = d_all * f32(bscales[j])
         if d == f32(0.0):
             continue
         for ii in range(16):
@@ -684,9 +731,9 @@ def _q6_K_finish(xb, b, L, scales, max_scale, max_abs_scale):
             q2 = L[j + l + 32] & 0xF
             q3 = L[j + l + 64] & 0xF
             q4 = L[j + l + 96] & 0xF
-            b.ql[ql + l + 0] = q1 | (q3 << 4)
-            b.ql[ql + l + 32] = q2 | (q4 << 4)
-            b.qh[qh + l] = (
+            bql[ql + l + 0] = q1 | (q3 << 4)
+            bql[ql + l + 32] = q2 | (q4 << 4)
+            bqh[qh + l] = (
                 (L[j + l] >> 4)
                 | ((L[j + l + 32] >> 4) << 2)
                 | ((L[j + l + 64] >> 4) << 4)
@@ -694,29 +741,39 @@ def _q6_K_finish(xb, b, L, scales, max_scale, max_abs_scale):
             )
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _q6_K_row(x, y, quant_weights, has_qw):
-    """quantize_row_q6_K_ref (has_qw False) and quantize_row_q6_K_impl share all but the
-    weights handed to make_qx_quants."""
-    L = np.empty(QK_K, np.int8)
-    scales = np.empty(QK_K // 16, np.float32)
-    no_weights = np.empty(0, np.float32)
-    for i in range(y.shape[0]):
-        xb = x[i * QK_K : (i + 1) * QK_K]
+    """quantize_row_q6_K_ref (has_qw False: make_qx_quants weights x*x) and
+    quantize_row_q6_K_impl (the raw importance as weights) differ only in those weights."""
+    nb = y.shape[0]
+    S = nb * (QK_K // 16)
+    xt = np.empty((16, S), np.float32)
+    wt = np.empty((16, S), np.float32)
+    Lt = np.empty((16, S), np.int8)
+    scales = np.empty(S, np.float32)
+    to_lanes(x, 16, xt)
+    if has_qw:
+        to_lanes(quant_weights, 16, wt)
+    else:
+        for i in range(16):
+            for s in range(S):
+                wt[i, s] = xt[i, s] * xt[i, s]
+    make_qx_quants_lanes(16, 32, xt, wt, Lt, scales)
+    L = np.empty(nb * QK_K, np.int8)
+    from_lanes(Lt, 16, L)
+    for i in range(nb):
+        sc = scales[16 * i : 16 * i + 16]
         max_scale = f32(0.0)
         max_abs_scale = f32(0.0)
         for ib in range(QK_K // 16):
-            if has_qw:
-                qw = quant_weights[QK_K * i + 16 * ib : QK_K * i + 16 * ib + 16]
-            else:
-                qw = no_weights
-            scale = make_qx_quants(16, 32, xb[16 * ib : 16 * ib + 16], L[16 * ib : 16 * ib + 16], 1, qw)
-            scales[ib] = scale
-            abs_scale = abs(scale)
+            abs_scale = abs(sc[ib])
             if abs_scale > max_abs_scale:
                 max_abs_scale = abs_scale
-                max_scale = scale
-        _q6_K_finish(xb, y[i], L, scales, max_scale, max_abs_scale)
+                max_scale = sc[ib]
+        _q6_K_finish(
+            x[i * QK_K : (i + 1) * QK_K], y[i], L[i * QK_K : (i + 1) * QK_K], sc,
+            max_scale, max_abs_scale,
+        )
 
 
 @njit(cache=True, error_model="numpy")

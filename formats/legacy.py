@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._numeric import f32, fp16_to_fp32, fp32_to_fp16, roundf
-from .helpers import make_qkx3_quants, make_qx_quants
+from .helpers import from_lanes, make_qkx_quants_lanes, make_qx_quants_lanes, to_lanes
 from .registry import BlockType, register
 
 QK = 32
@@ -54,6 +54,7 @@ def _row_sigma2(x):
 @njit(cache=True, error_model="numpy")
 def quantize_row_q4_0_ref(x, y):
     for i in range(y.shape[0]):
+        yqs = y[i].qs
         amax = f32(0.0)
         max_ = f32(0.0)
         for j in range(QK):
@@ -69,23 +70,38 @@ def quantize_row_q4_0_ref(x, y):
             x1 = x[i * QK + QK // 2 + j] * id_
             xi0 = min(15, np.int8(x0 + f32(8.5)))
             xi1 = min(15, np.int8(x1 + f32(8.5)))
-            y[i].qs[j] = (xi0 | (xi1 << 4)) & 0xFF
+            yqs[j] = (xi0 | (xi1 << 4)) & 0xFF
+
+
+@njit(cache=True, error_model="numpy")
+def _qx_row_search(x, quant_weights, nmax, d, L):
+    """The per-block make_qx_quants(32, nmax, xb, L, 1, weight) of quantize_row_q4_0_impl /
+    q5_0_impl for every block of the row at once, weight = qw * sqrtf(sigma2 + x*x)."""
+    nb = d.shape[0]
+    sigma2 = _row_sigma2(x)
+    w = np.empty(x.shape[0], np.float32)
+    for j in range(x.shape[0]):
+        w[j] = quant_weights[j] * np.sqrt(sigma2 + x[j] * x[j])
+    xt = np.empty((QK, nb), np.float32)
+    wt = np.empty((QK, nb), np.float32)
+    Lt = np.empty((QK, nb), np.int8)
+    to_lanes(x, QK, xt)
+    to_lanes(w, QK, wt)
+    make_qx_quants_lanes(QK, nmax, xt, wt, Lt, d)
+    from_lanes(Lt, QK, L)
 
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q4_0_impl(x, y, quant_weights):
-    weight = np.empty(QK, np.float32)
-    L = np.empty(QK, np.int8)
-    sigma2 = _row_sigma2(x)
-    for ib in range(y.shape[0]):
-        xb = x[QK * ib : QK * ib + QK]
-        qw = quant_weights[QK * ib : QK * ib + QK]
-        for j in range(QK):
-            weight[j] = qw[j] * np.sqrt(sigma2 + xb[j] * xb[j])
-        d = make_qx_quants(QK, 8, xb, L, 1, weight)
-        y[ib].d = fp32_to_fp16(d)
+    nb = y.shape[0]
+    d = np.empty(nb, np.float32)
+    L = np.empty(nb * QK, np.int8)
+    _qx_row_search(x, quant_weights, 8, d, L)
+    for ib in range(nb):
+        yqs = y[ib].qs
+        y[ib].d = fp32_to_fp16(d[ib])
         for j in range(16):
-            y[ib].qs[j] = L[j] | (L[j + 16] << 4)
+            yqs[j] = np.int64(L[QK * ib + j]) | (np.int64(L[QK * ib + j + 16]) << 4)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -100,10 +116,11 @@ def quantize_q4_0(src, dst, quant_weights):
 @njit(cache=True, error_model="numpy")
 def dequantize_row_q4_0(x, y):
     for i in range(x.shape[0]):
+        xqs = x[i].qs
         d = fp16_to_fp32(x[i].d)
         for j in range(QK // 2):
-            x0 = f32((x[i].qs[j] & 0x0F) - 8)
-            x1 = f32((x[i].qs[j] >> 4) - 8)
+            x0 = f32((xqs[j] & 0x0F) - 8)
+            x1 = f32((xqs[j] >> 4) - 8)
             y[i * QK + j] = x0 * d
             y[i * QK + j + QK // 2] = x1 * d
 
@@ -120,6 +137,7 @@ def dequantize_q4_0(src, dst):
 @njit(cache=True, error_model="numpy")
 def quantize_row_q4_1_ref(x, y):
     for i in range(y.shape[0]):
+        yqs = y[i].qs
         min_ = FLT_MAX
         max_ = -FLT_MAX
         for j in range(QK):
@@ -137,25 +155,41 @@ def quantize_row_q4_1_ref(x, y):
             x1 = (x[i * QK + QK // 2 + j] - min_) * id_
             xi0 = min(15, np.int8(x0 + f32(0.5)))
             xi1 = min(15, np.int8(x1 + f32(0.5)))
-            y[i].qs[j] = (xi0 | (xi1 << 4)) & 0xFF
+            yqs[j] = (xi0 | (xi1 << 4)) & 0xFF
+
+
+@njit(cache=True, error_model="numpy")
+def _qkx3_row_search(x, quant_weights, nmax, d, min_, L):
+    """The per-block make_qkx3_quants(32, nmax, ..., -0.9f, 0.05f, 36, false) of
+    quantize_row_q4_1_impl / q5_1_impl for every block of the row at once (lanes), with
+    weight = qw * sqrtf(sigma2 + x*x) and sigma2 = sum(x^2)/n_per_row over the row."""
+    nb = d.shape[0]
+    sigma2 = _row_sigma2(x)
+    w = np.empty(x.shape[0], np.float32)
+    for j in range(x.shape[0]):
+        w[j] = quant_weights[j] * np.sqrt(sigma2 + x[j] * x[j])
+    xt = np.empty((QK, nb), np.float32)
+    wt = np.empty((QK, nb), np.float32)
+    Lt = np.empty((QK, nb), np.uint8)
+    to_lanes(x, QK, xt)
+    to_lanes(w, QK, wt)
+    make_qkx_quants_lanes(QK, nmax, xt, wt, Lt, -0.9, 0.05, 36, False, d, min_)
+    from_lanes(Lt, QK, L)
 
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q4_1_impl(x, y, quant_weights):
-    weight = np.empty(QK, np.float32)
-    L = np.empty(QK, np.uint8)
-    Laux = np.empty(QK, np.uint8)
-    sigma2 = _row_sigma2(x)
-    for ib in range(y.shape[0]):
-        xb = x[QK * ib : QK * ib + QK]
-        qw = quant_weights[QK * ib : QK * ib + QK]
-        for j in range(QK):
-            weight[j] = qw[j] * np.sqrt(sigma2 + xb[j] * xb[j])
-        d, min_ = make_qkx3_quants(QK, 15, xb, weight, L, Laux, -0.9, 0.05, 36, False)
-        y[ib].d = fp32_to_fp16(d)
-        y[ib].m = fp32_to_fp16(-min_)
+    nb = y.shape[0]
+    d = np.empty(nb, np.float32)
+    min_ = np.empty(nb, np.float32)
+    L = np.empty(nb * QK, np.uint8)
+    _qkx3_row_search(x, quant_weights, 15, d, min_, L)
+    for ib in range(nb):
+        yqs = y[ib].qs
+        y[ib].d = fp32_to_fp16(d[ib])
+        y[ib].m = fp32_to_fp16(-min_[ib])
         for j in range(16):
-            y[ib].qs[j] = L[j] | (L[j + 16] << 4)
+            yqs[j] = L[QK * ib + j] | (L[QK * ib + j + 16] << 4)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -170,11 +204,12 @@ def quantize_q4_1(src, dst, quant_weights):
 @njit(cache=True, error_model="numpy")
 def dequantize_row_q4_1(x, y):
     for i in range(x.shape[0]):
+        xqs = x[i].qs
         d = fp16_to_fp32(x[i].d)
         m = fp16_to_fp32(x[i].m)
         for j in range(QK // 2):
-            x0 = f32(x[i].qs[j] & 0x0F)
-            x1 = f32(x[i].qs[j] >> 4)
+            x0 = f32(xqs[j] & 0x0F)
+            x1 = f32(xqs[j] >> 4)
             y[i * QK + j] = x0 * d + m
             y[i * QK + j + QK // 2] = x1 * d + m
 
@@ -191,6 +226,7 @@ def dequantize_q4_1(src, dst):
 @njit(cache=True, error_model="numpy")
 def quantize_row_q5_0_ref(x, y):
     for i in range(y.shape[0]):
+        yqs = y[i].qs
         amax = f32(0.0)
         max_ = f32(0.0)
         for j in range(QK):
@@ -207,7 +243,7 @@ def quantize_row_q5_0_ref(x, y):
             x1 = x[i * QK + QK // 2 + j] * id_
             xi0 = min(31, np.int8(x0 + f32(16.5))) & 0xFF
             xi1 = min(31, np.int8(x1 + f32(16.5))) & 0xFF
-            y[i].qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
+            yqs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
             qh |= ((xi0 & 0x10) >> 4) << (j + 0)
             qh |= ((xi1 & 0x10) >> 4) << (j + QK // 2)
         _store_qh(y[i], qh)
@@ -215,21 +251,18 @@ def quantize_row_q5_0_ref(x, y):
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q5_0_impl(x, y, quant_weights):
-    weight = np.empty(QK, np.float32)
-    L = np.empty(QK, np.int8)
-    sigma2 = _row_sigma2(x)
-    for ib in range(y.shape[0]):
-        xb = x[QK * ib : QK * ib + QK]
-        qw = quant_weights[QK * ib : QK * ib + QK]
-        for j in range(QK):
-            weight[j] = qw[j] * np.sqrt(sigma2 + xb[j] * xb[j])
-        d = make_qx_quants(QK, 16, xb, L, 1, weight)
-        y[ib].d = fp32_to_fp16(d)
+    nb = y.shape[0]
+    d = np.empty(nb, np.float32)
+    L = np.empty(nb * QK, np.int8)
+    _qx_row_search(x, quant_weights, 16, d, L)
+    for ib in range(nb):
+        yqs = y[ib].qs
+        y[ib].d = fp32_to_fp16(d[ib])
         qh = 0
         for j in range(16):
-            xi0 = L[j] & 0xFF
-            xi1 = L[j + 16] & 0xFF
-            y[ib].qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
+            xi0 = np.int64(L[QK * ib + j]) & 0xFF
+            xi1 = np.int64(L[QK * ib + j + 16]) & 0xFF
+            yqs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
             qh |= ((xi0 & 0x10) >> 4) << (j + 0)
             qh |= ((xi1 & 0x10) >> 4) << (j + QK // 2)
         _store_qh(y[ib], qh)
@@ -247,13 +280,14 @@ def quantize_q5_0(src, dst, quant_weights):
 @njit(cache=True, error_model="numpy")
 def dequantize_row_q5_0(x, y):
     for i in range(x.shape[0]):
+        xqs = x[i].qs
         d = fp16_to_fp32(x[i].d)
         qh = _load_qh(x[i])
         for j in range(QK // 2):
             xh_0 = ((qh >> (j + 0)) << 4) & 0x10
             xh_1 = (qh >> (j + 12)) & 0x10
-            x0 = f32(((x[i].qs[j] & 0x0F) | xh_0) - 16)
-            x1 = f32(((x[i].qs[j] >> 4) | xh_1) - 16)
+            x0 = f32(((xqs[j] & 0x0F) | xh_0) - 16)
+            x1 = f32(((xqs[j] >> 4) | xh_1) - 16)
             y[i * QK + j] = x0 * d
             y[i * QK + j + QK // 2] = x1 * d
 
@@ -270,6 +304,7 @@ def dequantize_q5_0(src, dst):
 @njit(cache=True, error_model="numpy")
 def quantize_row_q5_1_ref(x, y):
     for i in range(y.shape[0]):
+        yqs = y[i].qs
         min_ = FLT_MAX
         max_ = -FLT_MAX
         for j in range(QK):
@@ -288,7 +323,7 @@ def quantize_row_q5_1_ref(x, y):
             x1 = (x[i * QK + QK // 2 + j] - min_) * id_
             xi0 = np.uint8(x0 + f32(0.5))
             xi1 = np.uint8(x1 + f32(0.5))
-            y[i].qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
+            yqs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
             qh |= ((xi0 & 0x10) >> 4) << (j + 0)
             qh |= ((xi1 & 0x10) >> 4) << (j + QK // 2)
         _store_qh(y[i], qh)
@@ -296,23 +331,20 @@ def quantize_row_q5_1_ref(x, y):
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q5_1_impl(x, y, quant_weights):
-    weight = np.empty(QK, np.float32)
-    L = np.empty(QK, np.uint8)
-    Laux = np.empty(QK, np.uint8)
-    sigma2 = _row_sigma2(x)
-    for ib in range(y.shape[0]):
-        xb = x[QK * ib : QK * ib + QK]
-        qw = quant_weights[QK * ib : QK * ib + QK]
-        for j in range(QK):
-            weight[j] = qw[j] * np.sqrt(sigma2 + xb[j] * xb[j])
-        d, min_ = make_qkx3_quants(QK, 31, xb, weight, L, Laux, -0.9, 0.05, 36, False)
-        y[ib].d = fp32_to_fp16(d)
-        y[ib].m = fp32_to_fp16(-min_)
+    nb = y.shape[0]
+    d = np.empty(nb, np.float32)
+    min_ = np.empty(nb, np.float32)
+    L = np.empty(nb * QK, np.uint8)
+    _qkx3_row_search(x, quant_weights, 31, d, min_, L)
+    for ib in range(nb):
+        yqs = y[ib].qs
+        y[ib].d = fp32_to_fp16(d[ib])
+        y[ib].m = fp32_to_fp16(-min_[ib])
         qh = 0
         for j in range(16):
-            xi0 = np.int64(L[j])
-            xi1 = np.int64(L[j + 16])
-            y[ib].qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
+            xi0 = np.int64(L[QK * ib + j])
+            xi1 = np.int64(L[QK * ib + j + 16])
+            yqs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
             qh |= ((xi0 & 0x10) >> 4) << (j + 0)
             qh |= ((xi1 & 0x10) >> 4) << (j + QK // 2)
         _store_qh(y[ib], qh)
@@ -330,14 +362,15 @@ def quantize_q5_1(src, dst, quant_weights):
 @njit(cache=True, error_model="numpy")
 def dequantize_row_q5_1(x, y):
     for i in range(x.shape[0]):
+        xqs = x[i].qs
         d = fp16_to_fp32(x[i].d)
         m = fp16_to_fp32(x[i].m)
         qh = _load_qh(x[i])
         for j in range(QK // 2):
             xh_0 = ((qh >> (j + 0)) << 4) & 0x10
             xh_1 = (qh >> (j + 12)) & 0x10
-            x0 = f32((x[i].qs[j] & 0x0F) | xh_0)
-            x1 = f32((x[i].qs[j] >> 4) | xh_1)
+            x0 = f32((xqs[j] & 0x0F) | xh_0)
+            x1 = f32((xqs[j] >> 4) | xh_1)
             y[i * QK + j] = x0 * d + m
             y[i * QK + j + QK // 2] = x1 * d + m
 
@@ -354,6 +387,7 @@ def dequantize_q5_1(src, dst):
 @njit(cache=True, error_model="numpy")
 def quantize_row_q8_0_ref(x, y):
     for i in range(y.shape[0]):
+        yqs = y[i].qs
         amax = f32(0.0)
         for j in range(QK):
             v = abs(x[i * QK + j])
@@ -362,7 +396,7 @@ def quantize_row_q8_0_ref(x, y):
         id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
         y[i].d = fp32_to_fp16(d)
         for j in range(QK):
-            y[i].qs[j] = np.int8(roundf(x[i * QK + j] * id_))
+            yqs[j] = np.int8(roundf(x[i * QK + j] * id_))
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -375,9 +409,10 @@ def quantize_q8_0(src, dst, quant_weights):
 @njit(cache=True, error_model="numpy")
 def dequantize_row_q8_0(x, y):
     for i in range(x.shape[0]):
+        xqs = x[i].qs
         d = fp16_to_fp32(x[i].d)
         for j in range(QK):
-            y[i * QK + j] = f32(x[i].qs[j]) * d
+            y[i * QK + j] = f32(xqs[j]) * d
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
