@@ -5,6 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
+REF    := .venv-ref
 
 .PHONY: demo test bench install install-test clean
 
@@ -20,17 +21,24 @@ $(VENV)/.test: pyproject.toml requirements/test.txt $(VENV)/.runtime
 	$(PIP) install -q -r requirements/test.txt
 	touch $@
 
+# llama.cpp's own converter runs in a separate venv (torch + transformers pins clash with ours)
+$(REF)/.ref: requirements/reference.txt
+	$(PYTHON) -m venv $(REF)
+	$(REF)/bin/python -m pip install -q --upgrade pip
+	$(REF)/bin/python -m pip install -q -r requirements/reference.txt
+	touch $@
+
 install: $(VENV)/.runtime
-install-test: $(VENV)/.test
+install-test: $(VENV)/.test $(REF)/.ref
 
 demo: $(VENV)/.runtime
 	$(BIN)/quant demo
 
-test: $(VENV)/.test
+test: $(VENV)/.test $(REF)/.ref
 	$(BIN)/python -m pytest -q
 
-bench: $(VENV)/.test
+bench: $(VENV)/.test $(REF)/.ref
 	$(BIN)/python -m benchmarks.engine
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(REF) .cache .pytest_cache .hypothesis build *.egg-info
