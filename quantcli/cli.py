@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -18,6 +19,54 @@ app = typer.Typer(
     help="Hugging Face checkpoint to GGUF in one step, byte-identical to llama.cpp.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def parse_size(text: str) -> int:
+    """llama.cpp's --split-max-size: a number with an optional K/M/G suffix (1000-based)."""
+    t = text.strip().upper()
+    mult = {"K": 1000, "M": 1000**2, "G": 1000**3}.get(t[-1:], 1)
+    num = t[:-1] if t[-1:] in "KMG" else t
+    try:
+        value = int(float(num) * mult)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected a size such as 500M or 2G") from None
+    if value <= 0:
+        raise typer.BadParameter(f"{text!r}: the size must be positive")
+    return value
+
+
+@app.command("convert")
+def convert_cmd(
+    source: str = typer.Argument(..., help="model folder or Hugging Face repo id (ORG/NAME)"),
+    types: list[str] = typer.Argument(..., help="output types: F32, F16, BF16, Q8_0 or auto"),
+    out: Optional[Path] = typer.Option(None, "-o", "--outfile", help="output file, or a folder for several outputs (default: ./<name>-<TYPE>.gguf)"),
+    threads: Optional[int] = typer.Option(None, "-t", "--threads", help="threads (default: all cores); the bytes never depend on it"),
+    force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
+    split_max_tensors: int = typer.Option(0, "--split-max-tensors", help="at most N tensors per shard"),
+    split_max_size: Optional[str] = typer.Option(None, "--split-max-size", help="at most N bytes per shard (e.g. 500M, 2G)"),
+    revision: Optional[str] = typer.Option(None, "--revision", help="hub revision (branch, tag or commit)"),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="general.name (and output file name)"),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress output"),
+) -> None:
+    """Convert a Hugging Face checkpoint to GGUF."""
+    from .progress import Reporter
+
+    reporter = Reporter(quiet=quiet)
+    with reporter.guard():
+        from . import convert as C
+        from . import source as S
+
+        folder = S.resolve(source, revision)
+        opts = C.Options(
+            out=out,
+            threads=threads,
+            force=force,
+            split_max_tensors=split_max_tensors,
+            split_max_size=parse_size(split_max_size) if split_max_size else 0,
+            model_name=model_name,
+        )
+        written = C.convert(folder, types, opts, progress=reporter)
+        reporter.done(written)
 
 
 @app.command("types")

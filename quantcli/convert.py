@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Protocol
 
 import gguf
 import numpy as np
@@ -61,7 +61,9 @@ class Options:
     model_name: str | None = None
 
 
-Progress = Callable[[str, int], None]  # (tensor name, bytes of float32 processed)
+class Progress(Protocol):
+    def start(self, n_tensors: int, total_bytes: int, outputs: list[Path]) -> None: ...
+    def tensor(self, name: str, nbytes: int, finished: bool) -> None: ...
 
 
 def convert(folder: Path, outtypes: list[str], options: Options, progress: Progress | None = None) -> list[Path]:
@@ -162,6 +164,8 @@ def write_targets(
                     force=options.force,
                 )
             )
+        if progress:
+            progress.start(len(tensors), sum(4 * t.rows * t.n_per_row for t in tensors), [t.path for t in targets])
         for t in tensors:
             for row0, x in row_chunks(ckpt, t):
                 for target, output in zip(targets, outputs):
@@ -172,7 +176,7 @@ def write_targets(
                         raise InputError(f"tensor {t.name} (from {_sources(t)}): {e}") from None
                     output.write(t.name, q, row0 * formats.row_size(qt, t.n_per_row))
                 if progress:
-                    progress(t.name, x.nbytes)
+                    progress.tensor(t.name, x.nbytes, row0 + x.shape[0] == t.rows)
         written: list[Path] = []
         for output in outputs:
             written += output.commit()

@@ -1,0 +1,74 @@
+"""`quant convert` against llama.cpp's own convert_hf_to_gguf.py, fixture by fixture:
+the same key/value pairs (order, types, values) and the same tensors (names, order, shapes,
+types, bytes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fixtures.registry import FixtureUnavailable, ensure_fixture
+from quantcli import convert as C
+from tests.reference import ReferenceUnavailable, assert_same_gguf, reference_convert
+
+SYNTHETIC = ["llama-gqa", "llama-tied", "llama-spm", "mistral", "mixtral", "qwen2", "qwen3",
+             "gemma2", "gemma3", "phi3", "gpt2", "bert", "qwen2moe", "qwen3moe", "demo"]
+REAL = ["smollm2", "smollm2-bf16", "minilm"]
+
+
+def fixture(name: str) -> Path:
+    try:
+        return ensure_fixture(name)
+    except FixtureUnavailable as e:
+        pytest.skip(f"fixture {name} unavailable: {e}")
+
+
+def ours(folder: Path, outtype: str, tmp_path: Path, **opts) -> Path:
+    out = tmp_path / f"ours-{outtype}.gguf"
+    (path,) = C.convert(folder, [outtype], C.Options(out=out, **opts))
+    return path
+
+
+def theirs(folder: Path, outtype: str, *extra: str) -> Path:
+    try:
+        return reference_convert(folder, outtype.lower(), tuple(extra))
+    except ReferenceUnavailable as e:
+        pytest.skip(str(e))
+
+
+@pytest.mark.parametrize("name", SYNTHETIC + REAL)
+@pytest.mark.parametrize("outtype", ["F16", "Q8_0"])
+def test_same_file_as_llama_cpp(name, outtype, tmp_path):
+    folder = fixture(name)
+    assert_same_gguf(ours(folder, outtype, tmp_path), theirs(folder, outtype))
+
+
+@pytest.mark.parametrize("name", ["smollm2-bf16", "minilm", "qwen2moe", "gemma3", "llama-spm"])
+@pytest.mark.parametrize("outtype", ["F32", "BF16", "auto"])
+def test_other_outtypes(name, outtype, tmp_path):
+    folder = fixture(name)
+    assert_same_gguf(ours(folder, outtype, tmp_path), theirs(folder, outtype))
+
+
+def test_split_by_tensor_count_matches_llama_cpp(tmp_path):
+    folder = fixture("llama-gqa")
+    out = tmp_path / "split.gguf"
+    paths = C.convert(folder, ["F16"], C.Options(out=out, split_max_tensors=7))
+    assert [p.name for p in paths] == [f"split-{i:05d}-of-00004.gguf" for i in range(1, 5)]
+    ref = theirs(folder, "F16", "--split-max-tensors", "7")
+    assert_same_gguf(paths[0], ref)
+
+
+def test_split_by_size_matches_llama_cpp(tmp_path):
+    folder = fixture("llama-gqa")
+    paths = C.convert(folder, ["F32"], C.Options(out=tmp_path / "s.gguf", split_max_size=1_000_000))
+    assert len(paths) > 2
+    assert_same_gguf(paths[0], theirs(folder, "F32", "--split-max-size", "1M"))
+
+
+def test_default_name_follows_naming_convention(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = fixture("smollm2")
+    (path,) = C.convert(folder, ["F16"], C.Options())
+    assert path == tmp_path / "SmolLM2-135M-Instruct-F16.gguf"
