@@ -102,6 +102,8 @@ def config_like_transformers(config: dict) -> dict:
     d.setdefault("id2label", dict(_LABELS))
     if model_type in _KV_FROM_HEADS and d.get("num_key_value_heads") is None:
         d["num_key_value_heads"] = d.get("num_attention_heads")
+    if model_type in ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe") and not d.get("use_sliding_window"):
+        d["sliding_window"] = None  # Qwen2Config: sliding_window only when use_sliding_window
     if model_type == "llama" and d.get("head_dim") is None:
         d["head_dim"] = d["hidden_size"] // d["num_attention_heads"]
     rs = d.get("rope_scaling")
