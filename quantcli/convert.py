@@ -5,6 +5,12 @@
       keys, tokenizer) -> GGUF writers -> each tensor read once, in row chunks, quantized
       for every output and written in place -> fsync + rename
 
+Two kinds of output:
+
+* F32, F16, BF16, Q8_0, auto: what llama.cpp's convert_hf_to_gguf.py --outtype writes;
+* recipes (Q4_K_M, Q3_K_S, ... and any type with --pure or overrides): what
+  llama-quantize writes from the converter's F32 file, without that file ever existing.
+
 Each step lives in its own module; this file only strings them together.
 """
 
@@ -19,10 +25,12 @@ import numpy as np
 
 import formats
 
+from . import recipe as R
 from .archs import Adapter, OutTensor, adapter_for
 from .checkpoint import Checkpoint
 from .errors import InputError, UnsupportedError
 from .hparams import load_hparams
+from .imatrix import ImatrixData, ImatrixError, load_imatrix
 from .metadata import default_filename, model_metadata
 from .tensors import plan_tensors, row_chunks
 from .writer import GGUFOutput
@@ -49,6 +57,10 @@ class Target:
     order: list[str]
     kv: dict = field(default_factory=dict)
     path: Path | None = None
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # numpy order, if not the tensor's
+    imatrix: set[str] = field(default_factory=set)  # tensors quantized with importance
+    choices: list = field(default_factory=list)  # recipe decisions (for plans and reports)
+    suffix: str = ""  # "-imat", "-pure", "-custom": the file does not hold the plain recipe
 
 
 @dataclass
@@ -59,6 +71,18 @@ class Options:
     split_max_tensors: int = 0
     split_max_size: int = 0
     model_name: str | None = None
+    # llama-quantize's options (recipe outputs)
+    quant: R.Options = field(default_factory=R.Options)
+    imatrix: Path | None = None
+    include_weights: tuple[str, ...] = ()
+    exclude_weights: tuple[str, ...] = ()
+    override_kv: tuple[tuple[str, object], ...] = ()
+
+    def customised(self) -> bool:
+        """Options that change llama-quantize's choice of types."""
+        q = self.quant
+        return bool(q.pure or q.leave_output_tensor or q.output_tensor_type is not None
+                    or q.token_embedding_type is not None or q.tensor_types)
 
 
 class Progress(Protocol):
@@ -71,14 +95,94 @@ def convert(folder: Path, outtypes: list[str], options: Options, progress: Progr
     folder = Path(folder)
     hparams = load_hparams(folder)
     adapter = adapter_for(folder, hparams)
+    imatrix = read_imatrix(options)
     with Checkpoint(folder) as ckpt:
         tensors = plan_tensors(adapter, ckpt)
         meta = model_metadata(folder, tensors, options.model_name)
-        targets = [converter_target(adapter, ckpt, tensors, t) for t in outtypes]
+        targets = [make_target(name, adapter, ckpt, tensors, meta, options, imatrix) for name in outtypes]
         for target in targets:
-            target.kv = header_kv(adapter, meta, target.file_type)
-            target.path = output_path(options.out, default_filename(meta, target.label), len(targets))
-        return write_targets(ckpt, adapter, tensors, targets, options, progress)
+            target.path = output_path(options.out, default_filename(meta, target.label, target.suffix), len(targets))
+        return write_targets(ckpt, adapter, tensors, targets, options, imatrix, progress)
+
+
+def plan_outputs(folder: Path, outtypes: list[str], options: Options) -> tuple[list[OutTensor], list[Target]]:
+    """Everything `convert` decides, without writing: for `quant plan` / --dry-run."""
+    folder = Path(folder)
+    hparams = load_hparams(folder)
+    adapter = adapter_for(folder, hparams)
+    imatrix = read_imatrix(options)
+    with Checkpoint(folder) as ckpt:
+        tensors = plan_tensors(adapter, ckpt)
+        meta = model_metadata(folder, tensors, options.model_name)
+        targets = [make_target(name, adapter, ckpt, tensors, meta, options, imatrix) for name in outtypes]
+        for target in targets:
+            target.path = output_path(options.out, default_filename(meta, target.label, target.suffix), len(targets))
+    return tensors, targets
+
+
+def read_imatrix(options: Options) -> ImatrixData | None:
+    if options.imatrix is None:
+        return None
+    try:
+        return load_imatrix(options.imatrix, options.include_weights, options.exclude_weights)
+    except (ImatrixError, OSError) as e:
+        raise InputError(f"--imatrix {options.imatrix}: {e}") from None
+
+
+def make_target(name: str, adapter: Adapter, ckpt: Checkpoint, tensors: list[OutTensor],
+                meta: gguf.Metadata, options: Options, imatrix: ImatrixData | None) -> Target:
+    if name.upper() in (*OUTTYPES, "AUTO") and not options.customised() and imatrix is None:
+        target = converter_target(adapter, ckpt, tensors, name)
+        target.kv = header_kv(adapter, meta, target.file_type)
+        return target
+    return recipe_target(name, adapter, tensors, meta, options, imatrix)
+
+
+def recipe_target(name: str, adapter: Adapter, tensors: list[OutTensor], meta: gguf.Metadata,
+                  options: Options, imatrix: ImatrixData | None) -> Target:
+    """llama-quantize applied to the converter's F32 file: types, order and keys."""
+    try:
+        recipe = R.resolve_recipe(name)
+    except R.RecipeError as e:
+        raise UnsupportedError(str(e)) from None
+    if not recipe.supported:
+        raise UnsupportedError(
+            f"recipe {recipe.name} is not supported yet (its types are not in the engine); "
+            f"supported: {', '.join(R.SUPPORTED_RECIPES)}"
+        )
+    f32_kv = header_kv(adapter, meta, int(FT.ALL_F32))
+    model = R.ModelInfo.from_kv({k: v.value for k, v in f32_kv.items()})
+    infos = [R.TensorInfo(t.name, tuple(reversed(t.shape)), Q.F32) for t in tensors]
+    q = options.quant
+    entries = imatrix.as_params() if imatrix is not None else None
+    qopts = R.Options(q.pure, q.leave_output_tensor, q.output_tensor_type, q.token_embedding_type,
+                      q.tensor_types, q.allow_requantize, entries, q.no_fallback)
+    try:
+        choices = R.plan(infos, model, recipe, qopts)
+    except R.PlanError as e:
+        hint = ""
+        if "imatrix" in str(e).lower() or "importance" in str(e).lower():
+            hint = f"; recipe {recipe.name} needs an importance matrix: pass --imatrix FILE"
+        raise InputError(f"{recipe.name}: {e}{hint}") from None
+    overrides = list(options.override_kv)
+    if imatrix is not None:
+        overrides += imatrix.kv_overrides(str(options.imatrix))
+    kv_in = [R.KV(k, v.type, v.value, v.sub_type) for k, v in f32_kv.items()]
+    kv = {k.key: gguf.GGUFValue(k.value, k.type, k.sub_type) for k in R.quantized_kv(kv_in, recipe, overrides)}
+    suffix = "-pure" if q.pure else "-custom" if options.customised() else ""
+    if imatrix is not None and imatrix.entries:
+        suffix += "-imat"
+    return Target(
+        recipe.name,
+        int(recipe.ftype),
+        {c.name: c.qtype for c in choices},
+        [c.name for c in choices],
+        kv,
+        shapes={c.name: tuple(reversed(c.shape)) for c in choices},
+        imatrix={c.name for c in choices if c.use_imatrix},
+        choices=choices,
+        suffix=suffix,
+    )
 
 
 def converter_target(adapter: Adapter, ckpt: Checkpoint, tensors: list[OutTensor], outtype: str) -> Target:
@@ -141,6 +245,7 @@ def write_targets(
     tensors: list[OutTensor],
     targets: list[Target],
     options: Options,
+    imatrix: ImatrixData | None = None,
     progress: Progress | None = None,
 ) -> list[Path]:
     """Open every output, stream each tensor once through the engine into all of them."""
@@ -152,7 +257,8 @@ def write_targets(
             for name in target.order:
                 t = by_name[name]
                 qt = target.types[name]
-                infos.append((name, t.shape, qt, t.rows * formats.row_size(qt, t.n_per_row)))
+                shape = target.shapes.get(name, t.shape)
+                infos.append((name, shape, qt, t.rows * formats.row_size(qt, t.n_per_row)))
             outputs.append(
                 GGUFOutput(
                     target.path,
@@ -167,13 +273,21 @@ def write_targets(
         if progress:
             progress.start(len(tensors), sum(4 * t.rows * t.n_per_row for t in tensors), [t.path for t in targets])
         for t in tensors:
+            importance = _importance(t, imatrix) if any(t.name in tg.imatrix for tg in targets) else None
+            per_matrix = t.shape[-2] if len(t.shape) == 3 else t.rows
             for row0, x in row_chunks(ckpt, t):
+                done: dict[tuple[Q, bool], np.ndarray] = {}  # one quantization per distinct type
                 for target, output in zip(targets, outputs):
                     qt = target.types[t.name]
-                    try:
-                        q = formats.quantize(x, qt, threads=options.threads)
-                    except formats.QuantizationError as e:
-                        raise InputError(f"tensor {t.name} (from {_sources(t)}): {e}") from None
+                    use = importance is not None and t.name in target.imatrix
+                    q = done.get((qt, use))
+                    if q is None:
+                        imp = importance[row0 // per_matrix] if use else None
+                        try:
+                            q = formats.quantize(x, qt, importance=imp, threads=options.threads)
+                        except formats.QuantizationError as e:
+                            raise InputError(f"tensor {t.name} (from {_sources(t)}): {e}") from None
+                        done[(qt, use)] = q
                     output.write(t.name, q, row0 * formats.row_size(qt, t.n_per_row))
                 if progress:
                     progress.tensor(t.name, x.nbytes, row0 + x.shape[0] == t.rows)
@@ -185,6 +299,16 @@ def write_targets(
         for output in outputs:
             output.abort()
         raise
+
+
+def _importance(t: OutTensor, imatrix: ImatrixData | None) -> np.ndarray | None:
+    """(n_matrices, n_per_row) importance for tensor t, checked like llama.cpp."""
+    if imatrix is None:
+        return None
+    try:
+        return imatrix.for_tensor(t.name, tuple(reversed(t.shape)))
+    except ImatrixError as e:
+        raise InputError(f"--imatrix: {e}") from None
 
 
 def _sources(t: OutTensor) -> str:

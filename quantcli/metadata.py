@@ -42,8 +42,9 @@ def model_metadata(folder: Path, tensors: list[OutTensor], name_override: str | 
     return meta
 
 
-def default_filename(meta: gguf.Metadata, output_type: str) -> str:
-    """<BaseName>-<SizeLabel>-<FineTune>-<Version>-<TYPE>.gguf (gguf.naming_convention)."""
+def default_filename(meta: gguf.Metadata, output_type: str, suffix: str = "") -> str:
+    """<BaseName>-<SizeLabel>-<FineTune>-<Version>-<TYPE>[-imat].gguf (gguf.naming_convention,
+    plus a suffix when the file is not the plain recipe: -imat, -pure, -custom)."""
     return gguf.naming_convention(
         meta.name, meta.basename, meta.finetune, meta.version, meta.size_label, output_type
-    ) + ".gguf"
+    ) + suffix + ".gguf"

@@ -107,27 +107,37 @@ def row_chunks(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, float32 rows) of tensor t, rows flattened over all leading dimensions.
 
-    Chunks never cross a piece (one expert of a stacked tensor), so a per-expert importance
-    vector applies to a whole chunk."""
+    A chunk never spans two matrices of a 3-D tensor (two experts), so one per-expert
+    importance vector applies to a whole chunk."""
     ne0 = t.n_per_row
+    per_matrix = t.shape[-2] if len(t.shape) == 3 else t.rows
     max_rows = max(1, max_bytes // (4 * ne0))
+
+    def spans(first: int, count: int) -> Iterator[tuple[int, int]]:
+        """[start, stop) row ranges of at most max_rows, cut at matrix boundaries."""
+        s = first
+        end = first + count
+        while s < end:
+            stop = min(end, s + max_rows, (s // per_matrix + 1) * per_matrix)
+            yield s, stop
+            s = stop
+
     if t.data is not None:
         flat = t.data.reshape(-1, ne0)
-        for s in range(0, flat.shape[0], max_rows):
-            yield s, flat[s : s + max_rows]
+        for a, b in spans(0, flat.shape[0]):
+            yield a, flat[a:b]
         return
     row0 = 0
     for piece in t.pieces:
         ref = ckpt.tensors[piece.source]
         if piece.transform is not None:
-            a = _processed(ckpt, piece).reshape(-1, ne0)
-            for s in range(0, a.shape[0], max_rows):
-                yield row0 + s, a[s : s + max_rows]
-            row0 += a.shape[0]
+            whole = _processed(ckpt, piece).reshape(-1, ne0)
+            for a, b in spans(row0, whole.shape[0]):
+                yield a, whole[a - row0 : b - row0]
+            row0 += whole.shape[0]
             continue
-        rows = ref.rows
-        for s in range(0, rows, max_rows):
-            raw = ckpt.read_raw(piece.source, s, min(rows, s + max_rows))
+        for a, b in spans(row0, ref.rows):
+            raw = ckpt.read_raw(piece.source, a - row0, b - row0)
             x = _widen(raw, ref.dtype).reshape(-1, ne0)
-            yield row0 + s, np.ascontiguousarray(x, dtype=np.float32)
-        row0 += rows
+            yield a, np.ascontiguousarray(x, dtype=np.float32)
+        row0 += ref.rows
