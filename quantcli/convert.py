@@ -29,6 +29,7 @@ from . import recipe as R
 from .archs import Adapter, OutTensor, adapter_for
 from .checkpoint import Checkpoint
 from .errors import InputError, UnsupportedError
+from .gguf_source import GGUFModel
 from .hparams import load_hparams
 from .imatrix import ImatrixData, ImatrixError, load_imatrix
 from .metadata import default_filename, model_metadata
@@ -61,6 +62,7 @@ class Target:
     imatrix: set[str] = field(default_factory=set)  # tensors quantized with importance
     choices: list = field(default_factory=list)  # recipe decisions (for plans and reports)
     suffix: str = ""  # "-imat", "-pure", "-custom": the file does not hold the plain recipe
+    copy: set[str] = field(default_factory=set)  # tensors copied byte for byte from a GGUF source
 
 
 @dataclass
@@ -91,8 +93,10 @@ class Progress(Protocol):
 
 
 def convert(folder: Path, outtypes: list[str], options: Options, progress: Progress | None = None) -> list[Path]:
-    """Convert a Hugging Face model folder; returns the files written."""
+    """Convert a Hugging Face model folder (or requantize a GGUF); returns the files written."""
     folder = Path(folder)
+    if folder.is_file():
+        return requantize(folder, outtypes, options, progress)
     hparams = load_hparams(folder)
     adapter = adapter_for(folder, hparams)
     imatrix = read_imatrix(options)
@@ -102,7 +106,39 @@ def convert(folder: Path, outtypes: list[str], options: Options, progress: Progr
         targets = [make_target(name, adapter, ckpt, tensors, meta, options, imatrix) for name in outtypes]
         for target in targets:
             target.path = output_path(options.out, default_filename(meta, target.label, target.suffix), len(targets))
-        return write_targets(ckpt, adapter, tensors, targets, options, imatrix, progress)
+        return write_targets(ckpt, adapter.arch_name, tensors, targets, options, imatrix, progress)
+
+
+def requantize(path: Path, recipes: list[str], options: Options, progress: Progress | None = None) -> list[Path]:
+    """A GGUF (F32/F16/BF16, or quantized with allow_requantize) through llama-quantize's rules."""
+    imatrix = read_imatrix(options)
+    with GGUFModel(path) as model:
+        tensors = model.out_tensors()
+        targets = [gguf_target(name, model, options, imatrix) for name in recipes]
+        meta = gguf_metadata(model)
+        for target in targets:
+            target.path = output_path(options.out, default_filename(meta, target.label, target.suffix), len(targets))
+        return write_targets(model, model.arch_name, tensors, targets, options, imatrix, progress)
+
+
+def gguf_metadata(model: GGUFModel) -> gguf.Metadata:
+    meta = gguf.Metadata()
+    for attr, key in (("name", "general.name"), ("basename", "general.basename"),
+                      ("finetune", "general.finetune"), ("version", "general.version"),
+                      ("size_label", "general.size_label")):
+        setattr(meta, attr, model.kv_value(key))
+    if meta.name is None and meta.basename is None:
+        stem = model.path.stem
+        meta.name = stem.split("-00001-of-")[0]
+    return meta
+
+
+def gguf_target(name: str, model: GGUFModel, options: Options, imatrix: ImatrixData | None) -> Target:
+    infos = [R.TensorInfo(t.name, t.ggml_shape, t.qtype) for t in model.tensors.values()]
+    file_type = model.kv_value("general.file_type")
+    target = recipe_target_from(name, model.kv, infos, options, imatrix, file_type)
+    target.copy = {c.name for c in target.choices if not c.convert}
+    return target
 
 
 def plan_outputs(folder: Path, outtypes: list[str], options: Options) -> tuple[list[OutTensor], list[Target]]:
@@ -141,6 +177,15 @@ def make_target(name: str, adapter: Adapter, ckpt: Checkpoint, tensors: list[Out
 def recipe_target(name: str, adapter: Adapter, tensors: list[OutTensor], meta: gguf.Metadata,
                   options: Options, imatrix: ImatrixData | None) -> Target:
     """llama-quantize applied to the converter's F32 file: types, order and keys."""
+    f32_kv = header_kv(adapter, meta, int(FT.ALL_F32))
+    kv_in = [R.KV(k, v.type, v.value, v.sub_type) for k, v in f32_kv.items()]
+    infos = [R.TensorInfo(t.name, tuple(reversed(t.shape)), Q.F32) for t in tensors]
+    return recipe_target_from(name, kv_in, infos, options, imatrix, int(FT.ALL_F32))
+
+
+def recipe_target_from(name: str, kv_in: list[R.KV], infos: list[R.TensorInfo], options: Options,
+                       imatrix: ImatrixData | None, input_file_type: int | None) -> Target:
+    """llama-quantize on an input described by its key/value pairs and tensor infos."""
     try:
         recipe = R.resolve_recipe(name)
     except R.RecipeError as e:
@@ -150,9 +195,10 @@ def recipe_target(name: str, adapter: Adapter, tensors: list[OutTensor], meta: g
             f"recipe {recipe.name} is not supported yet (its types are not in the engine); "
             f"supported: {', '.join(R.SUPPORTED_RECIPES)}"
         )
-    f32_kv = header_kv(adapter, meta, int(FT.ALL_F32))
-    model = R.ModelInfo.from_kv({k: v.value for k, v in f32_kv.items()})
-    infos = [R.TensorInfo(t.name, tuple(reversed(t.shape)), Q.F32) for t in tensors]
+    try:
+        model = R.ModelInfo.from_kv({k.key: k.value for k in kv_in})
+    except R.PlanError as e:
+        raise InputError(str(e)) from None
     q = options.quant
     entries = imatrix.as_params() if imatrix is not None else None
     qopts = R.Options(q.pure, q.leave_output_tensor, q.output_tensor_type, q.token_embedding_type,
@@ -167,8 +213,8 @@ def recipe_target(name: str, adapter: Adapter, tensors: list[OutTensor], meta: g
     overrides = list(options.override_kv)
     if imatrix is not None:
         overrides += imatrix.kv_overrides(str(options.imatrix))
-    kv_in = [R.KV(k, v.type, v.value, v.sub_type) for k, v in f32_kv.items()]
-    kv = {k.key: gguf.GGUFValue(k.value, k.type, k.sub_type) for k in R.quantized_kv(kv_in, recipe, overrides)}
+    kv_out = R.quantized_kv(kv_in, recipe, overrides, input_file_type=input_file_type)
+    kv = {k.key: gguf.GGUFValue(k.value, k.type, k.sub_type) for k in kv_out}
     suffix = "-pure" if q.pure else "-custom" if options.customised() else ""
     if imatrix is not None and imatrix.entries:
         suffix += "-imat"
@@ -240,8 +286,8 @@ def output_path(out: Path | None, default_name: str, n_outputs: int) -> Path:
 
 
 def write_targets(
-    ckpt: Checkpoint,
-    adapter: Adapter,
+    ckpt,
+    arch_name: str,
     tensors: list[OutTensor],
     targets: list[Target],
     options: Options,
@@ -262,7 +308,7 @@ def write_targets(
             outputs.append(
                 GGUFOutput(
                     target.path,
-                    adapter.arch_name,
+                    arch_name,
                     target.kv,
                     infos,
                     split_max_tensors=options.split_max_tensors,
@@ -281,6 +327,8 @@ def write_targets(
                     qt = target.types[t.name]
                     use = importance is not None and t.name in target.imatrix
                     q = done.get((qt, use))
+                    if q is None and t.name in target.copy:
+                        q = ckpt.tensors[t.name].raw_bytes(row0, row0 + x.shape[0])
                     if q is None:
                         imp = importance[row0 // per_matrix] if use else None
                         try:

@@ -1,4 +1,4 @@
-"""Where the model comes from: a local folder, or a Hugging Face hub repository id.
+"""Where the model comes from: a local folder, a GGUF file, or a Hugging Face hub repo id.
 
 Hub downloads go through `huggingface_hub` into its standard cache, fetching only what the
 conversion reads (config, safetensors, tokenizer files, model card); the token comes from
@@ -42,8 +42,12 @@ def resolve(source: str | Path, revision: str | None = None) -> Path:
     path = Path(source).expanduser()
     if path.is_dir():
         return path.resolve()
+    if path.is_file() and path.suffix == ".gguf":
+        return path.resolve()  # requantize a GGUF
     if path.exists():
-        raise InputError(f"{source}: expected a model folder (config.json + *.safetensors), got a file")
+        raise InputError(
+            f"{source}: expected a model folder (config.json + *.safetensors) or a .gguf file"
+        )
     if not _REPO_ID.match(str(source)):
         raise InputError(
             f"{source}: no such folder, and not a Hugging Face repo id (expected ORG/NAME)"

@@ -37,6 +37,17 @@ class TensorSlot:
     written: int = 0
 
 
+class _Writer(gguf.GGUFWriter):
+    """GGUFWriter that can also write an empty array of a known element type (llama.cpp
+    files can hold them; gguf 0.19.0 refuses to pack one)."""
+
+    def _pack_val(self, val, vtype, add_vtype, sub_type=None):
+        if vtype == gguf.GGUFValueType.ARRAY and len(val) == 0 and sub_type is not None:
+            out = self._pack("I", vtype) if add_vtype else b""
+            return bytes(out + self._pack("I", sub_type) + self._pack("Q", 0))
+        return super()._pack_val(val, vtype, add_vtype, sub_type)
+
+
 def shard_paths(path: Path, n: int) -> list[Path]:
     if n == 1:
         return [path]
@@ -65,9 +76,7 @@ class GGUFOutput:
     ):
         self.path = Path(path)
         self.tmp = self.path.with_name(f".{self.path.stem}.quantcli-{os.getpid()}.gguf")
-        w = gguf.GGUFWriter(
-            None, arch, split_max_tensors=split_max_tensors, split_max_size=split_max_size
-        )
+        w = _Writer(None, arch, split_max_tensors=split_max_tensors, split_max_size=split_max_size)
         w.kv_data[0] = dict(kv)
         for name, shape, qtype, nbytes in tensors:
             # raw_dtype + uint8 byte shape: GGUFWriter derives the element shape itself

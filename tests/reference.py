@@ -197,3 +197,24 @@ def assert_same_gguf(ours: Path, theirs: Path, ignore_keys: tuple[str, ...] = ()
     for ta, tb in zip(a.tensors, b.tensors):
         assert (ta.shape, ta.qtype) == (tb.shape, tb.qtype), f"{ta.name}: {ta.shape} {ta.qtype} vs {tb.shape} {tb.qtype}"
         assert ta.sha256 == tb.sha256, f"{ta.name}: tensor bytes differ from llama.cpp's"
+
+
+def reference_default_name(model_dir: Path, outtype: str = "f16") -> str:
+    """The file name llama.cpp's converter picks when --outfile is a directory."""
+    import tempfile
+
+    model_dir = Path(model_dir).resolve()
+    if not REF_PYTHON.exists():
+        raise ReferenceUnavailable(f"reference venv missing ({REF_PYTHON}); run `make test` to create it")
+    tree = llama_cpp_source()
+    with tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, PYTHONPATH="", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        r = subprocess.run(
+            [str(REF_PYTHON), str(tree / "convert_hf_to_gguf.py"), str(model_dir), "--outtype", outtype,
+             "--outfile", d + "/"],
+            capture_output=True, text=True, env=env,
+        )
+        if r.returncode != 0:
+            raise AssertionError(f"reference converter failed:\n{r.stderr[-2000:]}")
+        (name,) = [p.name for p in Path(d).iterdir()]
+    return name

@@ -10,7 +10,7 @@ import pytest
 
 from fixtures.registry import FixtureUnavailable, ensure_fixture
 from quantcli import convert as C
-from tests.reference import ReferenceUnavailable, assert_same_gguf, reference_convert
+from tests.reference import ReferenceUnavailable, assert_same_gguf, reference_convert, reference_default_name
 
 SYNTHETIC = ["llama-gqa", "llama-tied", "llama-spm", "mistral", "mixtral", "qwen2", "qwen3",
              "gemma2", "gemma3", "phi3", "gpt2", "bert", "qwen2moe", "qwen3moe", "demo"]
@@ -67,8 +67,15 @@ def test_split_by_size_matches_llama_cpp(tmp_path):
     assert_same_gguf(paths[0], theirs(folder, "F32", "--split-max-size", "1M"))
 
 
-def test_default_name_follows_naming_convention(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["smollm2", "minilm", "qwen2moe", "phi3"])
+def test_default_name_is_the_one_llama_cpp_picks(name, tmp_path, monkeypatch):
+    """<BaseName>-<Size>-<FineTune>-<Version>-<TYPE>.gguf, from the same metadata."""
     monkeypatch.chdir(tmp_path)
-    folder = fixture("smollm2")
+    folder = fixture(name)
     (path,) = C.convert(folder, ["F16"], C.Options())
-    assert path == tmp_path / "SmolLM2-135M-Instruct-F16.gguf"
+    try:
+        expected = reference_default_name(folder, "f16")
+    except ReferenceUnavailable as e:
+        pytest.skip(str(e))
+    assert path == tmp_path / expected
+    assert path.name.endswith("-F16.gguf")

@@ -137,3 +137,40 @@ def test_several_recipes_in_one_run_equal_separate_runs(tmp_path):
         recipe = path.stem.rsplit("-", 1)[-1]
         (alone,) = ours(folder, [recipe.replace("_M", "_M")], tmp_path / f"b-{recipe}")
         assert path.read_bytes() == alone.read_bytes()
+
+
+# -- GGUF sources: requantizing -------------------------------------------------------------
+
+@pytest.mark.parametrize("name, fmt", [("mixtral", "F16"), ("gpt2", "F16"), ("smollm2-bf16", "BF16"), ("llama-gqa", "BF16")])
+def test_requantizing_our_float_file_equals_converting_directly(name, fmt, tmp_path):
+    """The checkpoint's values are exact in its own dtype, so its F16/BF16 file holds them
+    all: Q4_K_M from that file and from the checkpoint are the same file."""
+    folder = fixture(name)
+    (float_file,) = ours(folder, [fmt], tmp_path / "float")
+    (from_file,) = C.convert(float_file, ["Q4_K_M"], C.Options(out=tmp_path / "a.gguf"))
+    (direct,) = ours(folder, ["Q4_K_M"], tmp_path / "direct")
+    assert from_file.read_bytes() == direct.read_bytes()
+
+
+@pytest.mark.parametrize("recipe", ["Q4_K_M", "Q3_K_S", "Q8_0", "F16"])
+def test_requantizing_a_gguf_equals_llama_quantize_on_it(recipe, tmp_path):
+    folder = fixture("qwen2moe")
+    bf16 = ours(folder, ["BF16"], tmp_path / "in", split_max_tensors=10)[0]  # a split input
+    assert "-00001-of-" in bf16.name
+    (path,) = C.convert(bf16, [recipe], C.Options(out=tmp_path / "ours.gguf"))
+    ref = tmp_path / "llama.gguf"
+    res = quantize(bf16, ref, ftype_of(recipe))
+    assert res.ok, res.error()
+    assert_same_gguf(path, ref)
+
+
+def test_quantized_input_needs_allow_requantize(tmp_path):
+    folder = fixture("llama-gqa")
+    (q8,) = ours(folder, ["Q8_0"], tmp_path / "in")
+    with pytest.raises(C.InputError, match="requantizing from type q8_0 is disabled"):
+        C.convert(q8, ["Q4_K_M"], C.Options(out=tmp_path / "x.gguf"))
+    (path,) = C.convert(q8, ["Q4_K_M"], C.Options(out=tmp_path / "ours.gguf", quant=R.Options(allow_requantize=True)))
+    ref = tmp_path / "llama.gguf"
+    res = quantize(q8, ref, ftype_of("Q4_K_M"), allow_requantize=True)
+    assert res.ok, res.error()
+    assert_same_gguf(path, ref)
