@@ -16,6 +16,7 @@ Each step lives in its own module; this file only strings them together.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -63,6 +64,7 @@ class Target:
     choices: list = field(default_factory=list)  # recipe decisions (for plans and reports)
     suffix: str = ""  # "-imat", "-pure", "-custom": the file does not hold the plain recipe
     copy: set[str] = field(default_factory=set)  # tensors copied byte for byte from a GGUF source
+    reasons: dict[str, str] = field(default_factory=dict)  # why each tensor has its type
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Options:
     split_max_tensors: int = 0
     split_max_size: int = 0
     model_name: str | None = None
+    vocab_pre: str | None = None  # --vocab-pre: pre-tokenizer for a BPE vocabulary llama.cpp does not know
     # llama-quantize's options (recipe outputs)
     quant: R.Options = field(default_factory=R.Options)
     imatrix: Path | None = None
@@ -92,68 +95,100 @@ class Progress(Protocol):
     def tensor(self, name: str, nbytes: int, finished: bool) -> None: ...
 
 
-def convert(folder: Path, outtypes: list[str], options: Options, progress: Progress | None = None) -> list[Path]:
+def convert(source: Path, outtypes: list[str], options: Options, progress: Progress | None = None) -> list[Path]:
     """Convert a Hugging Face model folder (or requantize a GGUF); returns the files written."""
-    folder = Path(folder)
-    if folder.is_file():
-        return requantize(folder, outtypes, options, progress)
-    hparams = load_hparams(folder)
-    adapter = adapter_for(folder, hparams)
     imatrix = read_imatrix(options)
-    with Checkpoint(folder) as ckpt:
-        tensors = plan_tensors(adapter, ckpt)
-        meta = model_metadata(folder, tensors, options.model_name)
-        targets = [make_target(name, adapter, ckpt, tensors, meta, options, imatrix) for name in outtypes]
-        for target in targets:
-            target.path = output_path(options.out, default_filename(meta, target.label, target.suffix), len(targets))
-        return write_targets(ckpt, adapter.arch_name, tensors, targets, options, imatrix, progress)
+    with open_model(source, options) as model:
+        targets = plan_targets(model, outtypes, options, imatrix)
+        return write_targets(model, targets, options, imatrix, progress)
 
 
-def requantize(path: Path, recipes: list[str], options: Options, progress: Progress | None = None) -> list[Path]:
-    """A GGUF (F32/F16/BF16, or quantized with allow_requantize) through llama-quantize's rules."""
-    imatrix = read_imatrix(options)
-    with GGUFModel(path) as model:
-        tensors = model.out_tensors()
-        targets = [gguf_target(name, model, options, imatrix) for name in recipes]
-        meta = gguf_metadata(model)
-        for target in targets:
-            target.path = output_path(options.out, default_filename(meta, target.label, target.suffix), len(targets))
-        return write_targets(model, model.arch_name, tensors, targets, options, imatrix, progress)
-
-
-def gguf_metadata(model: GGUFModel) -> gguf.Metadata:
-    meta = gguf.Metadata()
-    for attr, key in (("name", "general.name"), ("basename", "general.basename"),
-                      ("finetune", "general.finetune"), ("version", "general.version"),
-                      ("size_label", "general.size_label")):
-        setattr(meta, attr, model.kv_value(key))
-    if meta.name is None and meta.basename is None:
-        stem = model.path.stem
-        meta.name = stem.split("-00001-of-")[0]
-    return meta
-
-
-def gguf_target(name: str, model: GGUFModel, options: Options, imatrix: ImatrixData | None) -> Target:
-    infos = [R.TensorInfo(t.name, t.ggml_shape, t.qtype) for t in model.tensors.values()]
-    file_type = model.kv_value("general.file_type")
-    target = recipe_target_from(name, model.kv, infos, options, imatrix, file_type)
-    target.copy = {c.name for c in target.choices if not c.convert}
-    return target
-
-
-def plan_outputs(folder: Path, outtypes: list[str], options: Options) -> tuple[list[OutTensor], list[Target]]:
+def plan_outputs(source: Path, outtypes: list[str], options: Options) -> tuple[list[OutTensor], list[Target]]:
     """Everything `convert` decides, without writing: for `quant plan` / --dry-run."""
-    folder = Path(folder)
-    hparams = load_hparams(folder)
-    adapter = adapter_for(folder, hparams)
     imatrix = read_imatrix(options)
-    with Checkpoint(folder) as ckpt:
-        tensors = plan_tensors(adapter, ckpt)
-        meta = model_metadata(folder, tensors, options.model_name)
-        targets = [make_target(name, adapter, ckpt, tensors, meta, options, imatrix) for name in outtypes]
-        for target in targets:
-            target.path = output_path(options.out, default_filename(meta, target.label, target.suffix), len(targets))
-    return tensors, targets
+    with open_model(source, options) as model:
+        return model.tensors, plan_targets(model, outtypes, options, imatrix)
+
+
+class HFModel:
+    """A Hugging Face folder: hyperparameters, adapter, checkpoint, tensor plan, metadata."""
+
+    def __init__(self, folder: Path, vocab_pre: str | None = None):
+        self.folder = Path(folder)
+        self.hparams = load_hparams(self.folder)
+        self.adapter = adapter_for(self.folder, self.hparams, vocab_pre)
+        self.arch_name = self.adapter.arch_name
+        self.reader = Checkpoint(self.folder)
+        self.tensors = plan_tensors(self.adapter, self.reader)
+
+    def metadata(self, options: Options) -> gguf.Metadata:
+        return model_metadata(self.folder, self.tensors, options.model_name)
+
+    def target(self, name: str, meta: gguf.Metadata, options: Options, imatrix: ImatrixData | None) -> Target:
+        if name.upper() in (*OUTTYPES, "AUTO") and not options.customised() and imatrix is None:
+            target = converter_target(self.adapter, self.reader, self.tensors, name)
+            target.kv = header_kv(self.adapter, meta, target.file_type)
+            return target
+        # llama-quantize applied to the converter's F32 file
+        f32_kv = header_kv(self.adapter, meta, int(FT.ALL_F32))
+        kv_in = [R.KV(k, v.type, v.value, v.sub_type) for k, v in f32_kv.items()]
+        infos = [R.TensorInfo(t.name, tuple(reversed(t.shape)), Q.F32) for t in self.tensors]
+        return recipe_target(name, kv_in, infos, options, imatrix, int(FT.ALL_F32))
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+class GGUFInput:
+    """A GGUF file to requantize (F32/F16/BF16, or quantized with --allow-requantize)."""
+
+    def __init__(self, path: Path):
+        self.reader = GGUFModel(path)
+        self.arch_name = self.reader.arch_name
+        self.tensors = self.reader.out_tensors()
+
+    def metadata(self, options: Options) -> gguf.Metadata:
+        meta = gguf.Metadata()
+        for attr in ("name", "basename", "finetune", "version", "size_label"):
+            setattr(meta, attr, self.reader.kv_value(f"general.{attr}"))
+        if options.model_name:
+            meta.name = options.model_name
+        if meta.name is None and meta.basename is None:
+            meta.name = self.reader.path.stem.split("-00001-of-")[0]
+        return meta
+
+    def target(self, name: str, meta: gguf.Metadata, options: Options, imatrix: ImatrixData | None) -> Target:
+        r = self.reader
+        infos = [R.TensorInfo(t.name, t.ggml_shape, t.qtype) for t in r.tensors.values()]
+        target = recipe_target(name, r.kv, infos, options, imatrix, r.kv_value("general.file_type"))
+        target.copy = {c.name for c in target.choices if not c.convert}
+        return target
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+@contextlib.contextmanager
+def open_model(source: Path, options: Options):
+    source = Path(source)
+    model = GGUFInput(source) if source.is_file() else HFModel(source, options.vocab_pre)
+    try:
+        yield model
+    finally:
+        model.close()
+
+
+def plan_targets(model, outtypes: list[str], options: Options, imatrix: ImatrixData | None) -> list[Target]:
+    """Type per tensor, tensor order and key/value pairs of every output, and its path."""
+    meta = model.metadata(options)
+    targets = [model.target(name, meta, options, imatrix) for name in outtypes]
+    for target in targets:
+        name = default_filename(meta, target.label, target.suffix)
+        target.path = output_path(options.out, name, len(targets))
+    paths = [t.path for t in targets]
+    if len(set(paths)) != len(paths):
+        raise InputError(f"two outputs would be written to the same file ({paths}); list each recipe once")
+    return targets
 
 
 def read_imatrix(options: Options) -> ImatrixData | None:
@@ -165,25 +200,7 @@ def read_imatrix(options: Options) -> ImatrixData | None:
         raise InputError(f"--imatrix {options.imatrix}: {e}") from None
 
 
-def make_target(name: str, adapter: Adapter, ckpt: Checkpoint, tensors: list[OutTensor],
-                meta: gguf.Metadata, options: Options, imatrix: ImatrixData | None) -> Target:
-    if name.upper() in (*OUTTYPES, "AUTO") and not options.customised() and imatrix is None:
-        target = converter_target(adapter, ckpt, tensors, name)
-        target.kv = header_kv(adapter, meta, target.file_type)
-        return target
-    return recipe_target(name, adapter, tensors, meta, options, imatrix)
-
-
-def recipe_target(name: str, adapter: Adapter, tensors: list[OutTensor], meta: gguf.Metadata,
-                  options: Options, imatrix: ImatrixData | None) -> Target:
-    """llama-quantize applied to the converter's F32 file: types, order and keys."""
-    f32_kv = header_kv(adapter, meta, int(FT.ALL_F32))
-    kv_in = [R.KV(k, v.type, v.value, v.sub_type) for k, v in f32_kv.items()]
-    infos = [R.TensorInfo(t.name, tuple(reversed(t.shape)), Q.F32) for t in tensors]
-    return recipe_target_from(name, kv_in, infos, options, imatrix, int(FT.ALL_F32))
-
-
-def recipe_target_from(name: str, kv_in: list[R.KV], infos: list[R.TensorInfo], options: Options,
+def recipe_target(name: str, kv_in: list[R.KV], infos: list[R.TensorInfo], options: Options,
                        imatrix: ImatrixData | None, input_file_type: int | None) -> Target:
     """llama-quantize on an input described by its key/value pairs and tensor infos."""
     try:
@@ -228,6 +245,7 @@ def recipe_target_from(name: str, kv_in: list[R.KV], infos: list[R.TensorInfo], 
         imatrix={c.name for c in choices if c.use_imatrix},
         choices=choices,
         suffix=suffix,
+        reasons={c.name: c.reason for c in choices},
     )
 
 
@@ -239,15 +257,16 @@ def converter_target(adapter: Adapter, ckpt: Checkpoint, tensors: list[OutTensor
     if name not in OUTTYPES:
         raise UnsupportedError(f"output type {outtype!r} is not one of {', '.join(OUTTYPES)}, auto")
     file_type, qtype = OUTTYPES[name]
-    types = {}
+    types, reasons = {}, {}
     for t in tensors:
         if adapter.force_f32(t.name, len(t.shape)):
-            types[t.name] = Q.F32
+            types[t.name], reasons[t.name] = Q.F32, "converter: always F32 (1-D, norm, bias, router, positions)"
         elif qtype == Q.Q8_0 and t.n_per_row % 32 != 0:
-            types[t.name] = Q.F16  # the converter's fallback when rows are not whole blocks
+            # the converter's fallback when rows are not whole blocks
+            types[t.name], reasons[t.name] = Q.F16, f"converter: F16, rows of {t.n_per_row} are not whole Q8_0 blocks"
         else:
-            types[t.name] = qtype
-    return Target(name, int(file_type), types, [t.name for t in tensors])
+            types[t.name], reasons[t.name] = qtype, f"converter: --outtype {name.lower()}"
+    return Target(name, int(file_type), types, [t.name for t in tensors], reasons=reasons)
 
 
 def auto_outtype(adapter: Adapter, ckpt: Checkpoint) -> str:
@@ -286,15 +305,14 @@ def output_path(out: Path | None, default_name: str, n_outputs: int) -> Path:
 
 
 def write_targets(
-    ckpt,
-    arch_name: str,
-    tensors: list[OutTensor],
+    model,
     targets: list[Target],
     options: Options,
     imatrix: ImatrixData | None = None,
     progress: Progress | None = None,
 ) -> list[Path]:
     """Open every output, stream each tensor once through the engine into all of them."""
+    ckpt, tensors = model.reader, model.tensors
     by_name = {t.name: t for t in tensors}
     outputs: list[GGUFOutput] = []
     try:
@@ -308,7 +326,7 @@ def write_targets(
             outputs.append(
                 GGUFOutput(
                     target.path,
-                    arch_name,
+                    model.arch_name,
                     target.kv,
                     infos,
                     split_max_tensors=options.split_max_tensors,

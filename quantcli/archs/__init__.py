@@ -26,7 +26,7 @@ def architecture_of(hparams: dict) -> str:
     return arch
 
 
-def adapter_for(folder: Path, hparams: dict) -> Adapter:
+def adapter_for(folder: Path, hparams: dict, vocab_pre: str | None = None) -> Adapter:
     arch = architecture_of(hparams)
     cls = ADAPTERS.get(arch)
     if cls is None:
@@ -34,4 +34,4 @@ def adapter_for(folder: Path, hparams: dict) -> Adapter:
         raise UnsupportedError(
             f"{folder}: architecture {arch} is not supported yet. Supported: {supported}"
         )
-    return cls(folder, hparams)
+    return cls(folder, hparams, vocab_pre)

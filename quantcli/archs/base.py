@@ -142,10 +142,12 @@ class Adapter:
     norm_plus_one: ClassVar[bool] = False  # names ending "norm.weight" get +1 (Gemma)
     transposed: ClassVar[tuple[str, ...]] = ()  # name suffixes stored transposed (GPT-2 Conv1D)
     experts: ClassVar[Experts | None] = None
+    vocab: ClassVar[str] = "set_vocab_gpt2"  # the quantcli.vocab function of this model class
 
-    def __init__(self, folder: Path, hparams: dict):
+    def __init__(self, folder: Path, hparams: dict, vocab_pre: str | None = None):
         self.folder = Path(folder)
         self.hparams = hparams
+        self.vocab_pre = vocab_pre  # --vocab-pre: the pre-tokenizer name, when llama.cpp does not know the hash
         self.block_count = find_hparam(hparams, ["n_layers", "num_hidden_layers", "n_layer", "num_layers"])
         self.tensor_map = gguf.get_tensor_name_map(self.arch, self.block_count)
         self.rope = rope_parameters(hparams)
@@ -313,4 +315,4 @@ class Adapter:
     def set_vocab(self, kv: gguf.GGUFWriter) -> None:
         from .. import vocab
 
-        vocab.set_vocab_gpt2(kv, self.folder, self.hparams)
+        getattr(vocab, self.vocab)(kv, self.folder, self.hparams, pre_override=self.vocab_pre)

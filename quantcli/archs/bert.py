@@ -12,9 +12,10 @@ from .registry import register
 class Bert(Adapter):
     architectures = ("BertModel", "BertForMaskedLM", "BertForSequenceClassification")
     arch = gguf.MODEL_ARCH.BERT
+    vocab = "set_vocab_bert"
 
-    def __init__(self, folder, hparams):
-        super().__init__(folder, hparams)
+    def __init__(self, folder, hparams, vocab_pre=None):
+        super().__init__(folder, hparams, vocab_pre)
         labels = hparams.get("id2label")
         if labels and len(labels) == 2 and _label(labels, 0) == "LABEL_0":
             labels = None  # the dummy labels AutoConfig adds
@@ -42,11 +43,6 @@ class Bert(Adapter):
         if self.cls_out_labels:
             items = sorted((int(k), v) for k, v in self.cls_out_labels.items())
             kv.add_classifier_output_labels([v for _, v in items])
-
-    def set_vocab(self, kv):
-        from .. import vocab
-
-        vocab.set_vocab_bert(kv, self.folder, self.hparams)
 
 
 def _label(labels: dict, i: int):

@@ -17,6 +17,7 @@ class Gemma2(Adapter):
     architectures = ("Gemma2ForCausalLM",)
     arch = gguf.MODEL_ARCH.GEMMA2
     norm_plus_one = True
+    vocab = "set_vocab_gemma2"
 
     def rename(self, name):
         if name == "lm_head.weight":  # unused by llama.cpp (tied embeddings)
@@ -39,18 +40,13 @@ class Gemma2(Adapter):
         kv.add_final_logit_softcapping(hp["final_logit_softcapping"])
         kv.add_sliding_window(hp["sliding_window"])
 
-    def set_vocab(self, kv):
-        from .. import vocab
-
-        vocab.set_vocab_sentencepiece(kv, self.folder, self.hparams)
-        kv.add_add_space_prefix(False)
-
 
 @register
 class Gemma3(Adapter):
     architectures = ("Gemma3ForCausalLM", "Gemma3ForConditionalGeneration")
     arch = gguf.MODEL_ARCH.GEMMA3
     norm_plus_one = True
+    vocab = "set_vocab_gemma3"
 
     # TextModel.filter_tensors: the vision tower and projector of the multimodal checkpoint
     _DROP_PREFIX = ("mlp", "vit.", "vpm.", "siglip2.", "conformer.", "merger.", "resampler.",
@@ -98,12 +94,3 @@ class Gemma3(Adapter):
             return sentencepiece.SentencePieceProcessor(model_file=str(self.folder / "tokenizer.model")).vocab_size()
         tj = json.loads((self.folder / "tokenizer.json").read_text(encoding="utf-8"))
         return len(tj["model"]["vocab"]) + len(tj["added_tokens"])
-
-    def set_vocab(self, kv):
-        from .. import vocab
-
-        if (self.folder / "tokenizer.model").is_file():
-            vocab.set_vocab_sentencepiece(kv, self.folder, self.hparams)
-            kv.add_add_space_prefix(False)
-        else:
-            vocab.set_vocab_gpt2(kv, self.folder, self.hparams)

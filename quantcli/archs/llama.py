@@ -17,6 +17,7 @@ class Llama(Adapter):
     architectures = ("LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM")
     arch = gguf.MODEL_ARCH.LLAMA
     undo_permute = True
+    vocab = "set_vocab_llama"
     experts = Experts(
         marker="block_sparse_moe.experts",
         expert_name="model.layers.{bid}.block_sparse_moe.experts.{xid}.{proj}.weight",
@@ -37,11 +38,6 @@ class Llama(Adapter):
         if rope_dim is None:
             rope_dim = self.hparams["hidden_size"] // self.hparams["num_attention_heads"]
         kv.add_rope_dimension_count(rope_dim)
-
-    def set_vocab(self, kv):
-        from .. import vocab
-
-        vocab.set_vocab_llama(kv, self.folder, self.hparams)
 
     def extra_tensors(self):
         rp = self.rope.get("full_attention", self.rope)

@@ -17,6 +17,7 @@ from .registry import register
 class Phi3(Adapter):
     architectures = ("Phi3ForCausalLM",)
     arch = gguf.MODEL_ARCH.PHI3
+    vocab = "set_vocab_phi3"
 
     def _rope_dims(self) -> int:
         n_embd = self.find(["hidden_size", "n_embd"])
@@ -69,8 +70,3 @@ class Phi3(Adapter):
             _, long_f, short_f = lr
             yield gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FACTORS_LONG] + ".weight", np.array(long_f, np.float32)
             yield gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FACTORS_SHORT] + ".weight", np.array(short_f, np.float32)
-
-    def set_vocab(self, kv):
-        from .. import vocab
-
-        vocab.set_vocab_phi3(kv, self.folder, self.hparams)

@@ -14,18 +14,11 @@ from .registry import register
 class Qwen2(Adapter):
     architectures = ("Qwen2ForCausalLM",)
     arch = gguf.MODEL_ARCH.QWEN2
+    vocab = "set_vocab_qwen2"
 
     def set_gguf_parameters(self, kv, file_type):
         super().set_gguf_parameters(kv, file_type)
         self.set_pooling_type(kv)
-
-    def set_vocab(self, kv):
-        from .. import vocab
-
-        try:
-            vocab.set_vocab_sentencepiece(kv, self.folder, self.hparams)
-        except FileNotFoundError:
-            vocab.set_vocab_gpt2(kv, self.folder, self.hparams)
 
 
 @register
