@@ -31,8 +31,11 @@ $(REF)/.ref: requirements/reference.txt
 install: $(VENV)/.runtime
 install-test: $(VENV)/.test $(REF)/.ref
 
+# the main job on the bundled model (fixtures/demo, a small llama with a real tokenizer):
+# three files from one read -- a K-quant mix, Q8_0 and F16 -- then what they hold
 demo: $(VENV)/.runtime
-	$(BIN)/quant demo
+	$(BIN)/quant convert fixtures/demo Q4_K_M Q8_0 F16 -o out --force
+	$(BIN)/quant plan fixtures/demo Q4_K_M -o out
 
 test: $(VENV)/.test $(REF)/.ref
 	$(BIN)/python -m pytest -q

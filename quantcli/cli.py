@@ -35,28 +35,95 @@ def parse_size(text: str) -> int:
     return value
 
 
-@app.command("convert")
+def _type_arg(value: Optional[str], flag: str):
+    if value is None:
+        return None
+    from .recipe import RecipeError, parse_ggml_type
+
+    try:
+        return parse_ggml_type(value)
+    except (RecipeError, ValueError) as e:
+        raise typer.BadParameter(f"{flag} {value}: {e}") from None
+
+
+def _tensor_types(items: list[str], files: list[Path]) -> tuple:
+    from .recipe import RecipeError, parse_tensor_type
+
+    specs = list(items)
+    for f in files:
+        try:
+            specs += f.read_text(encoding="utf-8").split()
+        except OSError as e:
+            raise typer.BadParameter(f"--tensor-type-file {f}: {e.strerror}") from None
+    out = []
+    for spec in specs:
+        try:
+            out.append(parse_tensor_type(spec))
+        except (RecipeError, ValueError) as e:
+            raise typer.BadParameter(f"--tensor-type {spec}: {e}") from None
+    return tuple(out)
+
+
+def _kv_overrides(items: list[str]) -> tuple:
+    from .recipe import RecipeError, parse_kv_override
+
+    out = []
+    for item in items:
+        try:
+            out.append(parse_kv_override(item))
+        except (RecipeError, ValueError) as e:
+            raise typer.BadParameter(f"--override-kv {item}: {e}") from None
+    return tuple(out)
+
+
+@app.command("plan", help="Show what `convert` would write, tensor by tensor (type, why, bytes); writes nothing.")
+@app.command("convert", help="Convert a Hugging Face checkpoint (or requantize a GGUF) to GGUF, one file per TYPE or recipe.")
 def convert_cmd(
-    source: str = typer.Argument(..., help="model folder or Hugging Face repo id (ORG/NAME)"),
-    types: list[str] = typer.Argument(..., help="output types: F32, F16, BF16, Q8_0 or auto"),
-    out: Optional[Path] = typer.Option(None, "-o", "--outfile", help="output file, or a folder for several outputs (default: ./<name>-<TYPE>.gguf)"),
+    ctx: typer.Context,
+    source: str = typer.Argument(..., help="model folder, .gguf file, or Hugging Face repo id (ORG/NAME)"),
+    types: list[str] = typer.Argument(..., help="recipes (Q4_K_M, Q5_K_S, Q8_0, ...) or converter types (F32, F16, BF16, Q8_0, auto); see `quant types`"),
+    out: Optional[Path] = typer.Option(None, "-o", "--outfile", help="output file, or a folder (default: ./<name>-<TYPE>.gguf)"),
     threads: Optional[int] = typer.Option(None, "-t", "--threads", help="threads (default: all cores); the bytes never depend on it"),
     force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
+    imatrix: Optional[Path] = typer.Option(None, "--imatrix", help="importance matrix (llama-imatrix GGUF or legacy .dat)"),
+    include_weights: list[str] = typer.Option([], "--include-weights", help="use the imatrix only for tensors whose name contains this (repeatable)"),
+    exclude_weights: list[str] = typer.Option([], "--exclude-weights", help="do not use the imatrix for tensors whose name contains this (repeatable)"),
+    output_tensor_type: Optional[str] = typer.Option(None, "--output-tensor-type", help="type of output.weight"),
+    token_embedding_type: Optional[str] = typer.Option(None, "--token-embedding-type", help="type of token_embd.weight"),
+    tensor_type: list[str] = typer.Option([], "--tensor-type", help="REGEX=TYPE for matching tensors (repeatable; first match wins)"),
+    tensor_type_file: list[Path] = typer.Option([], "--tensor-type-file", help="file of REGEX=TYPE entries, separated by spaces or newlines"),
+    pure: bool = typer.Option(False, "--pure", help="every quantized tensor gets the recipe's base type (no mix)"),
+    leave_output_tensor: bool = typer.Option(False, "--leave-output-tensor", help="keep output.weight unquantized"),
+    override_kv: list[str] = typer.Option([], "--override-kv", help="KEY=TYPE:VALUE metadata override (int, float, bool, str; repeatable)"),
+    allow_requantize: bool = typer.Option(False, "--allow-requantize", help="allow quantized input tensors (quality loss)"),
+    no_fallback: bool = typer.Option(False, "--no-fallback", help="fail, naming the tensor, instead of falling back to another type when rows are not whole blocks"),
+    vocab_pre: Optional[str] = typer.Option(None, "--vocab-pre", help="pre-tokenizer name for a BPE tokenizer llama.cpp does not recognise"),
     split_max_tensors: int = typer.Option(0, "--split-max-tensors", help="at most N tensors per shard"),
     split_max_size: Optional[str] = typer.Option(None, "--split-max-size", help="at most N bytes per shard (e.g. 500M, 2G)"),
     revision: Optional[str] = typer.Option(None, "--revision", help="hub revision (branch, tag or commit)"),
     model_name: Optional[str] = typer.Option(None, "--model-name", help="general.name (and output file name)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="show the plan only (as `quant plan`)"),
+    as_json: bool = typer.Option(False, "--json", help="print the plan / the report as JSON on stdout"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress output"),
 ) -> None:
-    """Convert a Hugging Face checkpoint to GGUF."""
+    from . import recipe as R
     from .progress import Reporter
 
-    reporter = Reporter(quiet=quiet)
+    plan_only = dry_run or ctx.info_name == "plan"
+    reporter = Reporter(quiet=quiet or as_json)
     with reporter.guard():
         from . import convert as C
         from . import source as S
 
-        folder = S.resolve(source, revision)
+        quant = R.Options(
+            pure=pure,
+            leave_output_tensor=leave_output_tensor,
+            output_tensor_type=_type_arg(output_tensor_type, "--output-tensor-type"),
+            token_embedding_type=_type_arg(token_embedding_type, "--token-embedding-type"),
+            tensor_types=_tensor_types(tensor_type, tensor_type_file),
+            allow_requantize=allow_requantize,
+            no_fallback=no_fallback,
+        )
         opts = C.Options(
             out=out,
             threads=threads,
@@ -64,33 +131,104 @@ def convert_cmd(
             split_max_tensors=split_max_tensors,
             split_max_size=parse_size(split_max_size) if split_max_size else 0,
             model_name=model_name,
+            vocab_pre=vocab_pre,
+            quant=quant,
+            imatrix=imatrix,
+            include_weights=tuple(include_weights),
+            exclude_weights=tuple(exclude_weights),
+            override_kv=_kv_overrides(override_kv),
         )
+        folder = S.resolve(source, revision)
+        if plan_only:
+            from . import report
+
+            tensors, targets = C.plan_outputs(folder, types, opts)
+            if as_json:
+                import json
+
+                print(json.dumps(report.plan_json(tensors, targets), indent=1))
+            else:
+                from rich.console import Console
+
+                report.print_plan(Console(), tensors, targets)
+            return
         written = C.convert(folder, types, opts, progress=reporter)
         reporter.done(written)
+        if as_json:
+            import json
+
+            print(json.dumps(reporter.report(), indent=1))
+
+
+RECIPE_USE = {
+    "Q2_K": "smallest K mix; large quality loss",
+    "Q2_K_S": "smallest; needs an importance matrix",
+    "Q3_K_S": "very small, noticeable loss",
+    "Q3_K_M": "small, moderate loss",
+    "Q3_K_L": "small, less loss than Q3_K_M",
+    "Q4_0": "legacy 4-bit; prefer Q4_K_M",
+    "Q4_1": "legacy 4-bit with offsets",
+    "Q4_K_S": "4-bit, slightly smaller than Q4_K_M",
+    "Q4_K_M": "the usual default: good size/quality balance",
+    "Q5_0": "legacy 5-bit",
+    "Q5_1": "legacy 5-bit with offsets",
+    "Q5_K_S": "5-bit, very low loss",
+    "Q5_K_M": "5-bit, very low loss (recommended when it fits)",
+    "Q6_K": "near-lossless",
+    "Q8_0": "practically lossless; also a converter type",
+    "F16": "unquantized half precision (converter type)",
+    "BF16": "unquantized bfloat16 (converter type)",
+    "F32": "unquantized (converter type)",
+}
 
 
 @app.command("types")
-def types_cmd() -> None:
-    """List the GGML types the engine writes, with block sizes and bits per weight."""
+def types_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """List the recipes (llama-quantize's mixes) and the GGML types, with bits per weight."""
     from rich.console import Console
     from rich.table import Table
 
     import formats
     from formats.registry import REGISTRY
 
+    from .recipe import RECIPES, SUPPORTED_RECIPES
+
     formats.supports("F32")  # load every family
-    table = Table(title="engine types")
+    recipes = []
+    for name in SUPPORTED_RECIPES:
+        r = RECIPES[name]
+        recipes.append({
+            "recipe": name,
+            "aliases": list(r.aliases),
+            "base_type": r.default_type.name,
+            "base_bits_per_weight": r.nominal_bpw,
+            "llama_cpp_reference": r.description.strip(),
+            "needs_imatrix": r.requires_imatrix,
+            "use": RECIPE_USE.get(name, ""),
+        })
+    types = [{"type": bt.name, "block": bt.block_size, "bytes_per_block": bt.type_size,
+              "bits_per_weight": 8 * bt.type_size / bt.block_size, "uses_imatrix": bt.uses_importance}
+             for bt in REGISTRY.values()]
+    if as_json:
+        import json
+
+        print(json.dumps({"recipes": recipes, "types": types}, indent=1))
+        return
+    console = Console()
+    table = Table(title="recipes (quant convert MODEL RECIPE)", title_justify="left")
+    for col in ("recipe", "base type", "bpw", "size, quality (llama.cpp's table)", "what for"):
+        table.add_column(col)
+    for r in recipes:
+        name = r["recipe"] + (f" ({', '.join(r['aliases'])})" if r["aliases"] else "")
+        table.add_row(name, r["base_type"], f"{r['base_bits_per_weight']:.3g}", r["llama_cpp_reference"], r["use"])
+    console.print(table)
+    table = Table(title="GGML types written by the engine", title_justify="left")
     for col in ("type", "values/block", "bytes/block", "bits/weight", "importance"):
         table.add_column(col, justify="right" if col != "type" else "left")
-    for bt in REGISTRY.values():
-        table.add_row(
-            bt.name,
-            str(bt.block_size),
-            str(bt.type_size),
-            f"{8 * bt.type_size / bt.block_size:.4g}",
-            "yes" if bt.uses_importance else "-",
-        )
-    Console().print(table)
+    for t in types:
+        table.add_row(t["type"], str(t["block"]), str(t["bytes_per_block"]), f"{t['bits_per_weight']:.4g}",
+                      "yes" if t["uses_imatrix"] else "-")
+    console.print(table)
 
 
 @app.command("demo")

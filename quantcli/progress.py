@@ -22,6 +22,9 @@ class Terminated(BaseException):
 
 
 class Reporter:
+    _written: list[Path] = []
+    _seconds: float = 0.0
+
     def __init__(self, quiet: bool = False, stream=None):
         self.quiet = quiet
         self.stream = stream or sys.stderr
@@ -122,10 +125,23 @@ class Reporter:
 
     def done(self, written: list[Path]) -> None:
         self._stop()
+        self._written = list(written)
+        self._seconds = time.perf_counter() - self._t0
         if self.quiet:
             return
-        el = time.perf_counter() - self._t0
+        el = self._seconds
         for p in written:
             size = p.stat().st_size
             print(f"wrote {p} ({size / 1e6:,.1f} MB)", file=self.stream, flush=True)
         print(f"done in {el:.1f}s", file=self.stream, flush=True)
+
+    def report(self) -> dict:
+        """The --json report of a finished run: every file with its size, bits per weight
+        and the type of each tensor."""
+        from .inspect import summarize
+
+        files = [p for p in self._written if "-of-" not in p.name or "-00001-of-" in p.name]
+        return {
+            "seconds": round(self._seconds, 3),
+            "outputs": [summarize(p, with_metadata=False) for p in files],
+        }
