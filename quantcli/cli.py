@@ -18,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Hugging Face checkpoint to GGUF in one step, byte-identical to llama.cpp.",
     context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_show_locals=False,
 )
 
 

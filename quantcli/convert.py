@@ -29,7 +29,7 @@ import formats
 from . import recipe as R
 from .archs import Adapter, OutTensor, adapter_for
 from .checkpoint import Checkpoint
-from .errors import InputError, UnsupportedError
+from .errors import InputError, OutputError, UnsupportedError
 from .gguf_source import GGUFModel
 from .hparams import load_hparams
 from .imatrix import ImatrixData, ImatrixError, load_imatrix
@@ -294,13 +294,17 @@ def header_kv(adapter: Adapter, meta: gguf.Metadata, file_type: int) -> dict:
 
 
 def output_path(out: Path | None, default_name: str, n_outputs: int) -> Path:
+    """-o: a file (one output), or a folder (created if needed) for the default names."""
     if out is None:
         return Path.cwd() / default_name
     out = Path(out)
-    if out.is_dir() or (n_outputs > 1 and not out.suffix):
+    if out.is_dir() or str(out).endswith("/") or (n_outputs > 1 and out.suffix != ".gguf"):
+        out.mkdir(parents=True, exist_ok=True)
         return out / default_name
     if n_outputs > 1:
-        raise InputError(f"-o {out}: several outputs need a directory, not a file name")
+        raise InputError(f"-o {out}: several outputs need a folder, not a file name")
+    if not out.parent.is_dir():
+        raise OutputError(f"-o {out}: folder {out.parent} does not exist")
     return out
 
 
