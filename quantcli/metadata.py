@@ -8,6 +8,7 @@ llama.cpp's converter does; the one behaviour its PyPI release lacks (generation
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import gguf
@@ -24,9 +25,28 @@ def parameter_counts(tensors: list[OutTensor]) -> tuple[int, int, int, int]:
     return w.get_total_parameter_count()
 
 
+def hub_repo_name(folder: Path) -> str | None:
+    """The repository name of a Hugging Face cache snapshot (.../models--org--name/snapshots/<rev>)."""
+    folder = Path(folder)
+    repo_dir = folder.parent.parent
+    if folder.parent.name == "snapshots" and repo_dir.name.startswith("models--"):
+        return repo_dir.name.split("--", 2)[-1]
+    return None
+
+
 def model_metadata(folder: Path, tensors: list[OutTensor], name_override: str | None = None) -> gguf.Metadata:
     total, shared, expert, n_expert = parameter_counts(tensors)
-    meta = gguf.Metadata.load(None, Path(folder), name_override, total)
+    folder = Path(folder)
+    repo = hub_repo_name(folder)
+    if repo is not None:
+        # the metadata heuristics read the folder's name: give them the repository's name,
+        # as for a `hf download --local-dir <name>` folder, not the snapshot's commit hash
+        with tempfile.TemporaryDirectory() as tmp:
+            link = Path(tmp) / repo
+            link.symlink_to(folder, target_is_directory=True)
+            meta = gguf.Metadata.load(None, link, name_override, total)
+    else:
+        meta = gguf.Metadata.load(None, folder, name_override, total)
     gen = Path(folder) / "generation_config.json"
     if gen.is_file():
         try:
@@ -36,7 +56,7 @@ def model_metadata(folder: Path, tensors: list[OutTensor], name_override: str | 
         if "penalty_repeat" not in cfg and "repetition_penalty" in cfg:
             meta.sampling_penalty_repeat = cfg["repetition_penalty"]
     if meta.name is None:
-        meta.name = Path(folder).name
+        meta.name = repo or folder.name
     if meta.size_label is None and total > 0:
         meta.size_label = gguf.size_label(total, shared, expert, n_expert)
     return meta
