@@ -8,7 +8,13 @@ from .registry import BlockType, register
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def ggml_fp32_to_fp16_rows(x, y):
+def copy_rows(src, dst, qw=None):
+    for r in prange(src.shape[0]):
+        dst[r] = src[r]
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def ggml_fp32_to_fp16_rows(x, y, qw):
     for r in prange(x.shape[0]):
         for j in range(x.shape[1]):
             y[r, j] = fp32_to_fp16(x[r, j])
@@ -22,7 +28,7 @@ def ggml_fp16_to_fp32_rows(y, x):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def ggml_fp32_to_bf16_rows(x, y):
+def ggml_fp32_to_bf16_rows(x, y, qw):
     for r in prange(x.shape[0]):
         for j in range(x.shape[1]):
             y[r, j] = fp32_to_bf16(x[r, j])
@@ -35,34 +41,22 @@ def ggml_bf16_to_fp32_rows(y, x):
             x[r, j] = bits_f32(np.int64(y[r, j]) << 16)
 
 
+# The importance vector (qw) is ignored by these types, as in ggml.
+
+
 @register
 class F32(BlockType):
     block = np.dtype("<f4")
-
-    def _quantize(self, x, y, qw):
-        y[...] = x
-
-    def _dequantize(self, y, x):
-        x[...] = y
+    kernels = (copy_rows, copy_rows)
 
 
 @register
 class F16(BlockType):
     block = np.dtype("<u2")  # IEEE half bits
-
-    def _quantize(self, x, y, qw):
-        ggml_fp32_to_fp16_rows(x, y)
-
-    def _dequantize(self, y, x):
-        ggml_fp16_to_fp32_rows(y, x)
+    kernels = (ggml_fp32_to_fp16_rows, ggml_fp16_to_fp32_rows)
 
 
 @register
 class BF16(BlockType):
     block = np.dtype("<u2")  # bfloat16 bits
-
-    def _quantize(self, x, y, qw):
-        ggml_fp32_to_bf16_rows(x, y)
-
-    def _dequantize(self, y, x):
-        ggml_bf16_to_fp32_rows(y, x)
+    kernels = (ggml_fp32_to_bf16_rows, ggml_bf16_to_fp32_rows)

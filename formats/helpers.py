@@ -511,6 +511,18 @@ def make_qkx_quants_lanes(n, nmax, xt, wt, Lt, rmin, rdelta, nstep, use_mad, sca
             the_mins[s] = -mn[s]
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _lanes_max_abs(xt, n, mx, amax):
+    """Per column: amax = the largest |x| and mx = that x, first occurrence (C's loop)."""
+    for i in range(n):
+        for s in range(xt.shape[1]):
+            v = xt[i, s]
+            ax = abs(v)
+            bigger = ax > amax[s]
+            amax[s] = ax if bigger else amax[s]
+            mx[s] = v if bigger else mx[s]
+
+
 @njit(cache=True, error_model="numpy")
 def make_qx_quants_lanes(n, nmax, xt, wt, Lt, scales):
     """make_qx_quants(n, nmax, x, L, rmse_type=1, qw) on every column of xt at once, with
@@ -525,13 +537,7 @@ def make_qx_quants_lanes(n, nmax, xt, wt, Lt, scales):
     sumlx = np.zeros(S, np.float32)
     suml2 = np.zeros(S, np.float32)
     best = np.empty(S, np.float32)
-    for i in range(n):
-        for s in range(S):
-            v = xt[i, s]
-            ax = abs(v)
-            bigger = ax > amax[s]
-            amax[s] = ax if bigger else amax[s]
-            mx[s] = v if bigger else mx[s]
+    _lanes_max_abs(xt, n, mx, amax)
     for s in range(S):
         iscale[s] = -fnmax / mx[s]
     for i in range(n):
@@ -591,13 +597,7 @@ def make_q3_quants_lanes(n, nmax, xt, Lt, scales):
     iscale = np.empty(S, np.float32)
     sumlx = np.zeros(S, np.float32)
     suml2 = np.zeros(S, np.float32)
-    for i in range(n):
-        for s in range(S):
-            v = xt[i, s]
-            ax = abs(v)
-            bigger = ax > amax[s]
-            amax[s] = ax if bigger else amax[s]
-            mx[s] = v if bigger else mx[s]
+    _lanes_max_abs(xt, n, mx, amax)
     for s in range(S):
         iscale[s] = -fnmax / mx[s]
     for i in range(n):

@@ -490,12 +490,14 @@ def _q4_K_pack(L, b):
 
 
 @njit(cache=True, error_model="numpy")
-def quantize_row_q4_K_ref(x, y):
+def _k45_row_ref(x, y, nmax, rmin, nstep):
+    """quantize_row_q4_K_ref (nmax 15) and quantize_row_q5_K_ref (nmax 31) share every step
+    but the final packing of the levels, which the callers do; returns the levels L."""
     nb = y.shape[0]
     scales = np.empty(nb * (QK_K // 32), np.float32)
     mins = np.empty(nb * (QK_K // 32), np.float32)
     L = np.empty(nb * QK_K, np.uint8)
-    _k4_ref_search(x, 15, f32(-1.0), f32(0.1), 20, scales, mins, L)
+    _k4_ref_search(x, nmax, rmin, f32(0.1), nstep, scales, mins, L)
     for i in range(nb):
         xb = x[i * QK_K : (i + 1) * QK_K]
         Lb = L[i * QK_K : (i + 1) * QK_K]
@@ -510,18 +512,20 @@ def quantize_row_q4_K_ref(x, y):
                 max_min = mi[j]
         b = y[i]
         _k4_ref_pack_scales(b, sc, mi, max_scale, max_min)
-        _k4_requantize(xb, b, Lb, 15)
-        _q4_K_pack(Lb, b)
+        _k4_requantize(xb, b, Lb, nmax)
+    return L
 
 
 @njit(cache=True, error_model="numpy")
-def quantize_row_q4_K_impl(x, y, quant_weights):
+def _k45_row_impl(x, y, quant_weights, nmax):
+    """quantize_row_q4_K_impl (nmax 15) and quantize_row_q5_K_impl (nmax 31), but the
+    packing of the levels; returns the levels L."""
     nb = y.shape[0]
     scales = np.empty(nb * (QK_K // 32), np.float32)
     mins = np.empty(nb * (QK_K // 32), np.float32)
     sw = np.empty(nb * (QK_K // 32), np.float32)
     L = np.empty(nb * QK_K, np.uint8)
-    _k4_impl_search(x, quant_weights, 15, scales, mins, sw, L)
+    _k4_impl_search(x, quant_weights, nmax, scales, mins, sw, L)
     Ls = np.empty(QK_K // 32, np.uint8)
     Lm = np.empty(QK_K // 32, np.uint8)
     for i in range(nb):
@@ -531,11 +535,30 @@ def quantize_row_q4_K_impl(x, y, quant_weights):
         m_block = make_qp_quants(QK_K // 32, 63, mins[8 * i : 8 * i + 8], Lm, sw[8 * i : 8 * i + 8])
         b = y[i]
         for j in range(QK_K // 32):
-            _pack_k4_scales(b.scales, j, np.int64(Ls[j]), np.int64(Lm[j]))
+            ls = np.int64(Ls[j])
+            lm = np.int64(Lm[j])
+            if nmax == 31:  # only the Q5_K code clamps (a no-op unless a scale wrapped)
+                ls = min(63, ls)
+                lm = min(63, lm)
+            _pack_k4_scales(b.scales, j, ls, lm)
         b.d = fp32_to_fp16(d_block)
         b.dmin = fp32_to_fp16(m_block)
-        _k4_requantize(xb, b, Lb, 15)
-        _q4_K_pack(Lb, b)
+        _k4_requantize(xb, b, Lb, nmax)
+    return L
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q4_K_ref(x, y):
+    L = _k45_row_ref(x, y, 15, f32(-1.0), 20)
+    for i in range(y.shape[0]):
+        _q4_K_pack(L[i * QK_K : (i + 1) * QK_K], y[i])
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_row_q4_K_impl(x, y, quant_weights):
+    L = _k45_row_impl(x, y, quant_weights, 15)
+    for i in range(y.shape[0]):
+        _q4_K_pack(L[i * QK_K : (i + 1) * QK_K], y[i])
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -602,51 +625,16 @@ def _q5_K_pack(L, b):
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q5_K_ref(x, y):
-    nb = y.shape[0]
-    scales = np.empty(nb * (QK_K // 32), np.float32)
-    mins = np.empty(nb * (QK_K // 32), np.float32)
-    L = np.empty(nb * QK_K, np.uint8)
-    _k4_ref_search(x, 31, f32(-0.5), f32(0.1), 15, scales, mins, L)
-    for i in range(nb):
-        xb = x[i * QK_K : (i + 1) * QK_K]
-        Lb = L[i * QK_K : (i + 1) * QK_K]
-        sc = scales[8 * i : 8 * i + 8]
-        mi = mins[8 * i : 8 * i + 8]
-        max_scale = f32(0.0)
-        max_min = f32(0.0)
-        for j in range(QK_K // 32):
-            if sc[j] > max_scale:
-                max_scale = sc[j]
-            if mi[j] > max_min:
-                max_min = mi[j]
-        b = y[i]
-        _k4_ref_pack_scales(b, sc, mi, max_scale, max_min)
-        _k4_requantize(xb, b, Lb, 31)
-        _q5_K_pack(Lb, b)
+    L = _k45_row_ref(x, y, 31, f32(-0.5), 15)
+    for i in range(y.shape[0]):
+        _q5_K_pack(L[i * QK_K : (i + 1) * QK_K], y[i])
 
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q5_K_impl(x, y, quant_weights):
-    nb = y.shape[0]
-    scales = np.empty(nb * (QK_K // 32), np.float32)
-    mins = np.empty(nb * (QK_K // 32), np.float32)
-    sw = np.empty(nb * (QK_K // 32), np.float32)
-    L = np.empty(nb * QK_K, np.uint8)
-    _k4_impl_search(x, quant_weights, 31, scales, mins, sw, L)
-    Ls = np.empty(QK_K // 32, np.uint8)
-    Lm = np.empty(QK_K // 32, np.uint8)
-    for i in range(nb):
-        xb = x[i * QK_K : (i + 1) * QK_K]
-        Lb = L[i * QK_K : (i + 1) * QK_K]
-        d_block = make_qp_quants(QK_K // 32, 63, scales[8 * i : 8 * i + 8], Ls, sw[8 * i : 8 * i + 8])
-        m_block = make_qp_quants(QK_K // 32, 63, mins[8 * i : 8 * i + 8], Lm, sw[8 * i : 8 * i + 8])
-        b = y[i]
-        for j in range(QK_K // 32):
-            _pack_k4_scales(b.scales, j, min(63, np.int64(Ls[j])), min(63, np.int64(Lm[j])))
-        b.d = fp32_to_fp16(d_block)
-        b.dmin = fp32_to_fp16(m_block)
-        _k4_requantize(xb, b, Lb, 31)
-        _q5_K_pack(Lb, b)
+    L = _k45_row_impl(x, y, quant_weights, 31)
+    for i in range(y.shape[0]):
+        _q5_K_pack(L[i * QK_K : (i + 1) * QK_K], y[i])
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -830,57 +818,32 @@ def dequantize_q6_K(src, dst):
 class Q2_K(BlockType):
     block = block_q2_K
     uses_importance = True
-
-    def _quantize(self, x, y, qw):
-        quantize_q2_K(x, y, qw)
-
-    def _dequantize(self, y, x):
-        dequantize_q2_K(y, x)
+    kernels = (quantize_q2_K, dequantize_q2_K)
 
 
 @register
 class Q3_K(BlockType):
     block = block_q3_K
     uses_importance = True
-
-    def _quantize(self, x, y, qw):
-        quantize_q3_K(x, y, qw)
-
-    def _dequantize(self, y, x):
-        dequantize_q3_K(y, x)
+    kernels = (quantize_q3_K, dequantize_q3_K)
 
 
 @register
 class Q4_K(BlockType):
     block = block_q4_K
     uses_importance = True
-
-    def _quantize(self, x, y, qw):
-        quantize_q4_K(x, y, qw)
-
-    def _dequantize(self, y, x):
-        dequantize_q4_K(y, x)
+    kernels = (quantize_q4_K, dequantize_q4_K)
 
 
 @register
 class Q5_K(BlockType):
     block = block_q5_K
     uses_importance = True
-
-    def _quantize(self, x, y, qw):
-        quantize_q5_K(x, y, qw)
-
-    def _dequantize(self, y, x):
-        dequantize_q5_K(y, x)
+    kernels = (quantize_q5_K, dequantize_q5_K)
 
 
 @register
 class Q6_K(BlockType):
     block = block_q6_K
     uses_importance = True
-
-    def _quantize(self, x, y, qw):
-        quantize_q6_K(x, y, qw)
-
-    def _dequantize(self, y, x):
-        dequantize_q6_K(y, x)
+    kernels = (quantize_q6_K, dequantize_q6_K)

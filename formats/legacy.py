@@ -428,56 +428,31 @@ def dequantize_q8_0(src, dst):
 class Q4_0(BlockType):
     block = block_q4_0
     uses_importance = True
-
-    def _quantize(self, x, y, qw):
-        quantize_q4_0(x, y, qw)
-
-    def _dequantize(self, y, x):
-        dequantize_q4_0(y, x)
+    kernels = (quantize_q4_0, dequantize_q4_0)
 
 
 @register
 class Q4_1(BlockType):
     block = block_q4_1
     uses_importance = True
-
-    def _quantize(self, x, y, qw):
-        quantize_q4_1(x, y, qw)
-
-    def _dequantize(self, y, x):
-        dequantize_q4_1(y, x)
+    kernels = (quantize_q4_1, dequantize_q4_1)
 
 
 @register
 class Q5_0(BlockType):
     block = block_q5_0
     uses_importance = True
-
-    def _quantize(self, x, y, qw):
-        quantize_q5_0(x, y, qw)
-
-    def _dequantize(self, y, x):
-        dequantize_q5_0(y, x)
+    kernels = (quantize_q5_0, dequantize_q5_0)
 
 
 @register
 class Q5_1(BlockType):
     block = block_q5_1
     uses_importance = True
-
-    def _quantize(self, x, y, qw):
-        quantize_q5_1(x, y, qw)
-
-    def _dequantize(self, y, x):
-        dequantize_q5_1(y, x)
+    kernels = (quantize_q5_1, dequantize_q5_1)
 
 
 @register
 class Q8_0(BlockType):
     block = block_q8_0
-
-    def _quantize(self, x, y, qw):
-        quantize_q8_0(x, y, qw)
-
-    def _dequantize(self, y, x):
-        dequantize_q8_0(y, x)
+    kernels = (quantize_q8_0, dequantize_q8_0)

@@ -45,15 +45,17 @@ class BlockType:
     block_size: ClassVar[int]  # values per block
     type_size: ClassVar[int]  # bytes per block
     uses_importance: ClassVar[bool] = False  # does ggml read quant_weights for this type?
+    # The two kernels each type provides (Numba, prange over rows), as ggml names them:
+    #   quantize_<t>(x, y, qw): x float32 (rows, n); y blocks (rows, n // block_size);
+    #                           qw float32 (n,), or (0,) for no importance vector
+    #   dequantize_<t>(y, x):   y blocks (rows, nb); x float32 (rows, nb * block_size)
+    kernels: ClassVar[tuple]
 
-    # -- the two kernels each type provides (Numba, prange over rows) -------------------
     def _quantize(self, x: np.ndarray, y: np.ndarray, qw: np.ndarray) -> None:
-        """x float32 (rows, n); y blocks (rows, n // block_size); qw float32 (n,) or (0,)."""
-        raise NotImplementedError
+        self.kernels[0](x, y, qw)
 
     def _dequantize(self, y: np.ndarray, x: np.ndarray) -> None:
-        """y blocks (rows, nb); x float32 (rows, nb * block_size), written in place."""
-        raise NotImplementedError
+        self.kernels[1](y, x)
 
     # -- shared by every type ------------------------------------------------------------
     @property
