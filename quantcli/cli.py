@@ -83,7 +83,7 @@ def convert_cmd(
     ctx: typer.Context,
     source: str = typer.Argument(..., help="model folder, .gguf file, or Hugging Face repo id (ORG/NAME)"),
     types: list[str] = typer.Argument(..., help="recipes (Q4_K_M, Q5_K_S, Q8_0, ...) or converter types (F32, F16, BF16, Q8_0, auto); see `quant types`"),
-    out: Optional[Path] = typer.Option(None, "-o", "--outfile", help="output file, or a folder (default: ./<name>-<TYPE>.gguf)"),
+    out: Optional[str] = typer.Option(None, "-o", "--outfile", help="output file, or a folder (existing, or ending in /) (default: ./<name>-<TYPE>.gguf)"),
     threads: Optional[int] = typer.Option(None, "-t", "--threads", help="threads (default: all cores); the bytes never depend on it"),
     force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
     imatrix: Optional[Path] = typer.Option(None, "--imatrix", help="importance matrix (llama-imatrix GGUF or legacy .dat)"),
@@ -112,6 +112,10 @@ def convert_cmd(
 
     plan_only = dry_run or ctx.info_name == "plan"
     reporter = Reporter(quiet=quiet or as_json)
+    if quiet:  # errors only: also silence gguf's converter warnings (duplicated keys)
+        import logging
+
+        logging.getLogger("gguf").setLevel(logging.ERROR)
     with reporter.guard():
         from . import convert as C
         from . import source as S
@@ -271,6 +275,53 @@ def demo_cmd(
             f"{x.size / dt / 1e6:,.1f}",
         )
     console.print(table)
+
+
+@app.command("inspect")
+def inspect_cmd(
+    file: Path = typer.Argument(..., help="a .gguf file (any part of a split model reads all parts)"),
+    as_json: bool = typer.Option(False, "--json", help="print everything as JSON on stdout"),
+    no_tensors: bool = typer.Option(False, "--no-tensors", help="leave out the tensor table"),
+    no_metadata: bool = typer.Option(False, "--no-metadata", help="leave out the key/value metadata"),
+    full: bool = typer.Option(False, "--full", help="print long arrays (token lists) and long strings in full"),
+) -> None:
+    """Show what a GGUF file holds: metadata, tensors, type histogram, size and bits per weight."""
+    from .progress import Reporter
+
+    with Reporter(quiet=True).guard():
+        from .inspect import render, summarize
+
+        s = summarize(file, with_metadata=not no_metadata, with_tensors=not no_tensors, full=full)
+        if as_json:
+            import json
+
+            print(json.dumps(s, indent=1, ensure_ascii=False, default=str))
+            return
+        from rich.console import Console
+
+        render(s, Console(), value_width=10**9 if full else 100)
+
+
+@app.command("batch")
+def batch_cmd(
+    manifest: Path = typer.Argument(..., help="batch manifest (TOML): output folder, models, recipes, options"),
+    jobs: Optional[int] = typer.Option(None, "-j", "--jobs", help="models converted in parallel (default: the manifest's jobs, else 1); threads are divided among them"),
+    threads: Optional[int] = typer.Option(None, "-t", "--threads", help="total threads (default: the manifest's threads, else all cores)"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="output folder (overrides the manifest's output)"),
+    summary: Optional[Path] = typer.Option(None, "--summary", help="JSON summary file (default: OUTPUT/quant-batch.json)"),
+    only: list[str] = typer.Option([], "--only", help="run only the model with this name (repeatable)"),
+    force: bool = typer.Option(False, "--force", help="rebuild outputs even if they are already complete"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print what would run (one `quant convert` per model); convert nothing"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary (or the --dry-run plan) as JSON on stdout"),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress output; errors only"),
+) -> None:
+    """Convert many models x recipes from a TOML manifest into one output folder (for CI).
+
+    Outputs that are already complete are skipped, a failed model does not stop the others, a JSON summary is written, and the exit code is 6 if any model failed. See docs/cli-reference.md for the manifest."""
+    from .batch import run_batch
+
+    raise SystemExit(run_batch(manifest, jobs=jobs, threads=threads, output=output, summary=summary,
+                               only=only, force=force, dry_run=dry_run, as_json=as_json, quiet=quiet))
 
 
 def main() -> None:

@@ -69,7 +69,7 @@ class Target:
 
 @dataclass
 class Options:
-    out: Path | None = None  # a file (one output) or a directory
+    out: Path | str | None = None  # a file (one output) or a directory (a str ending in / is one)
     threads: int | None = None
     force: bool = False
     split_max_tensors: int = 0
@@ -297,8 +297,9 @@ def output_path(out: Path | None, default_name: str, n_outputs: int) -> Path:
     """-o: a file (one output), or a folder (created if needed) for the default names."""
     if out is None:
         return Path.cwd() / default_name
+    folder = str(out).endswith("/")  # a str keeps the trailing slash that Path drops
     out = Path(out)
-    if out.is_dir() or str(out).endswith("/") or (n_outputs > 1 and out.suffix != ".gguf"):
+    if out.is_dir() or folder or (n_outputs > 1 and out.suffix != ".gguf"):
         out.mkdir(parents=True, exist_ok=True)
         return out / default_name
     if n_outputs > 1:
@@ -356,7 +357,11 @@ def write_targets(
                         try:
                             q = formats.quantize(x, qt, importance=imp, threads=options.threads)
                         except formats.QuantizationError as e:
-                            raise InputError(f"tensor {t.name} (from {_sources(t)}): {e}") from None
+                            hint = ""
+                            if "non-finite" in str(e):
+                                hint = ("; re-download the checkpoint, or repair the weights in the model "
+                                        "that produced it (NaN/Inf weights make every output NaN)")
+                            raise InputError(f"tensor {t.name} (from {_sources(t)}): {e}{hint}") from None
                         done[(qt, use)] = q
                     output.write(t.name, q, row0 * formats.row_size(qt, t.n_per_row))
                 if progress:

@@ -8,6 +8,7 @@
 | 3    | bad input: missing/corrupt files, NaN/Inf weights, bad imatrix |
 | 4    | unsupported: architecture, tokenizer, recipe or type we cannot produce |
 | 5    | output problem: file exists (use --force), disk full, cannot write |
+| 6    | `quant batch`: at least one model failed (see the JSON summary) |
 | 130  | interrupted (Ctrl-C); 143 terminated (SIGTERM) |
 """
 

@@ -67,8 +67,9 @@ class Reporter:
     def _print_error(self, msg: str) -> None:
         if self.tty:
             from rich.console import Console
+            from rich.markup import escape
 
-            Console(stderr=True).print(f"[bold red]error:[/] {msg}", highlight=False)
+            Console(stderr=True).print(f"[bold red]error:[/] {escape(msg)}", highlight=False)
         else:
             print(f"error: {msg}", file=self.stream, flush=True)
 

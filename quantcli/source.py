@@ -78,9 +78,15 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     except RevisionNotFoundError as e:
         raise InputError(f"{repo_id}: revision {revision!r} not found") from e
     except LocalEntryNotFoundError as e:
+        if type(e).__name__ == "IncompleteSnapshotError":  # huggingface_hub >= 1.x
+            raise InputError(
+                f"{repo_id}: the cached snapshot misses files the conversion needs and the hub "
+                f"cannot be reached ({e}); run once with network access to complete it"
+            ) from e
+        rev = f" (revision {revision})" if revision else ""
         raise InputError(
-            f"{repo_id}: not in the local Hugging Face cache and the hub cannot be reached "
-            "(offline mode or no network); download it once with network access"
+            f"{repo_id}{rev}: not in the local Hugging Face cache and the hub cannot be reached "
+            "(offline mode: HF_HUB_OFFLINE=1, or no network); download it once with network access"
         ) from e
     except OSError as e:
         raise InputError(f"{repo_id}: download failed ({e})") from e

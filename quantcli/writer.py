@@ -108,9 +108,19 @@ class GGUFOutput:
                 # the padding after the last tensor is part of the file, as GGUFWriter writes it
                 self._reserve(fd, offset)
             w.close()
-        except BaseException:
-            w.close()
+        except BaseException as e:
+            try:
+                w.close()  # flushing buffered header bytes can fail again on a full disk
+            except OSError:
+                pass
             self.abort()
+            if isinstance(e, OSError):
+                if e.errno in DISK_ERRNOS:
+                    raise OutputError(
+                        f"not enough space to write {self.path}: {os.strerror(e.errno)}; "
+                        "free some space or choose another -o"
+                    ) from e
+                raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from e
             raise
         self.nbytes = sum(os.fstat(fd).st_size for fd in self._fds)
 

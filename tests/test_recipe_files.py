@@ -115,7 +115,7 @@ OVERRIDES = [
     ("pure", dict(pure=True), dict(pure=True)),
     ("leave-output", dict(leave_output_tensor=True), dict(quantize_output_tensor=False)),
     ("output-type", dict(output_tensor_type=Q.Q8_0), dict(output_tensor_type=int(Q.Q8_0))),
-    ("embd-type", dict(token_embedding_type=Q.Q4_K), dict(token_embedding_type=int(Q.Q4_K))),
+    ("embd-type", dict(token_embedding_type=Q.Q5_0), dict(token_embedding_type=int(Q.Q5_0))),
     ("tensor-type", dict(tensor_types=(R.parse_tensor_type("ffn_down=Q8_0"), R.parse_tensor_type("ATTN_V=q5_0"))),
      dict(tt_overrides=[("ffn_down", int(Q.Q8_0)), ("attn_v", int(Q.Q5_0))])),
 ]
@@ -128,6 +128,18 @@ def test_overrides_match_llama_quantize_params(name, label, ours_opts, llama_par
     (path,) = ours(folder, ["Q4_K_M"], tmp_path, quant=R.Options(**ours_opts))
     assert "Q4_K_M-pure" in path.name if label == "pure" else "Q4_K_M-custom" in path.name
     assert_same_gguf(path, llama_cpp_two_steps(folder, "Q4_K_M", tmp_path, **llama_params))
+
+
+def test_embedding_type_that_does_not_fit_the_rows_is_refused_like_llama_cpp(tmp_path):
+    """--token-embedding-type skips llama.cpp's fallback: Q4_K cannot hold SmolLM2's rows of
+    576; llama.cpp fails, and so do we, before writing anything, naming the tensor."""
+    folder = fixture("smollm2")
+    f32 = theirs(folder, "F32")
+    res = quantize(f32, tmp_path / "llama.gguf", ftype_of("Q4_K_M"), token_embedding_type=int(Q.Q4_K))
+    assert not res.ok
+    with pytest.raises(C.InputError, match="token_embd.weight"):
+        ours(folder, ["Q4_K_M"], tmp_path, quant=R.Options(token_embedding_type=Q.Q4_K))
+    assert not list((tmp_path / "ours").iterdir())
 
 
 def test_several_recipes_in_one_run_equal_separate_runs(tmp_path):
