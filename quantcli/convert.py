@@ -91,8 +91,9 @@ class Options:
 
 
 class Progress(Protocol):
-    def start(self, n_tensors: int, total_bytes: int, outputs: list[Path]) -> None: ...
-    def tensor(self, name: str, nbytes: int, finished: bool) -> None: ...
+    def start(self, sizes: dict[str, int], outputs: list[Path]) -> None: ...  # bytes per tensor
+    def tensor(self, name: str) -> None: ...  # a tensor begins
+    def advance(self, nbytes: int) -> None: ...  # bytes of it done
 
 
 def convert(source: Path, outtypes: list[str], options: Options, progress: Progress | None = None) -> list[Path]:
@@ -340,8 +341,10 @@ def write_targets(
                 )
             )
         if progress:
-            progress.start(len(tensors), sum(4 * t.rows * t.n_per_row for t in tensors), [t.path for t in targets])
+            progress.start({t.name: 4 * t.rows * t.n_per_row for t in tensors}, [t.path for t in targets])
         for t in tensors:
+            if progress:
+                progress.tensor(t.name)
             importance = _importance(t, imatrix) if any(t.name in tg.imatrix for tg in targets) else None
             per_matrix = t.shape[-2] if len(t.shape) == 3 else t.rows
             for row0, x in row_chunks(ckpt, t):
@@ -365,7 +368,7 @@ def write_targets(
                         done[(qt, use)] = q
                     output.write(t.name, q, row0 * formats.row_size(qt, t.n_per_row))
                 if progress:
-                    progress.tensor(t.name, x.nbytes, row0 + x.shape[0] == t.rows)
+                    progress.advance(x.nbytes)
         written: list[Path] = []
         for output in outputs:
             written += output.commit()

@@ -79,14 +79,16 @@ class Reporter:
             self._progress = None
 
     # -- progress (called by the pipeline) -------------------------------------------------
-    def start(self, n_tensors: int, total_bytes: int, outputs: list[Path]) -> None:
-        self._n = n_tensors
-        self._total = total_bytes
+    def start(self, sizes: dict[str, int], outputs: list[Path]) -> None:
+        self._sizes = sizes
+        self._n = len(sizes)
+        self._total = sum(sizes.values())
         self._t0 = time.perf_counter()
         if self.quiet:
             return
         names = ", ".join(p.name for p in outputs)
         if self.tty:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
@@ -102,29 +104,43 @@ class Reporter:
                 DownloadColumn(),
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
-                console=__import__("rich.console").console.Console(file=self.stream),
+                console=Console(file=self.stream),
                 transient=False,
             )
             self._progress.start()
             self._progress.console.print(f"writing {names}")
-            self._task = self._progress.add_task("", total=total_bytes)
+            self._tensor_task = self._progress.add_task("", total=1)
+            self._task = self._progress.add_task("total", total=self._total)
         else:
-            print(f"writing {names}: {n_tensors} tensors, {total_bytes / 1e6:,.1f} MB of weights", file=self.stream, flush=True)
+            print(f"writing {names}: {self._n} tensors, {self._total / 1e6:,.1f} MB of weights", file=self.stream, flush=True)
 
-    def tensor(self, name: str, nbytes: int, finished: bool) -> None:
-        self._done_bytes += nbytes
-        if finished:
-            self._count += 1
-        if self.quiet:
-            return
+    def tensor(self, name: str) -> None:
+        """A tensor begins."""
+        self._end_tensor()
+        self._current = name
+        self._count += 1
         if self._progress is not None:
-            self._progress.update(self._task, advance=nbytes, description=f"[{self._count}/{self._n}] {name}")
-        elif finished:
-            el = time.perf_counter() - self._t0
-            print(f"[{self._count:>4}/{self._n}] {name:<40} {self._done_bytes / 1e6:>10,.1f} MB  {el:6.1f}s",
-                  file=self.stream, flush=True)
+            self._progress.reset(self._tensor_task, total=max(1, self._sizes.get(name, 1)),
+                                 description=f"[{self._count}/{self._n}] {name}")
+
+    def advance(self, nbytes: int) -> None:
+        self._done_bytes += nbytes
+        if self._progress is not None:
+            self._progress.update(self._tensor_task, advance=nbytes)
+            self._progress.update(self._task, advance=nbytes)
+
+    def _end_tensor(self) -> None:
+        """Plain mode: one line per finished tensor."""
+        name = getattr(self, "_current", None)
+        if name is None or self.quiet or self._progress is not None or self.tty:
+            return
+        el = time.perf_counter() - self._t0
+        print(f"[{self._count:>4}/{self._n}] {name:<40} {self._done_bytes / 1e6:>10,.1f} MB  {el:6.1f}s",
+              file=self.stream, flush=True)
+        self._current = None
 
     def done(self, written: list[Path]) -> None:
+        self._end_tensor()
         self._stop()
         self._written = list(written)
         self._seconds = time.perf_counter() - self._t0
