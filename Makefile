@@ -38,7 +38,7 @@ demo: $(VENV)/.runtime
 	$(BIN)/quant plan fixtures/demo Q4_K_M -o out
 
 test: $(VENV)/.test $(REF)/.ref
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 bench: $(VENV)/.test $(REF)/.ref
 	$(BIN)/python -m benchmarks.engine
