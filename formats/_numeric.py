@@ -121,18 +121,13 @@ def fp32_to_bf16(f):
     return ((u + (0x7FFF + ((u >> 16) & 1))) >> 16) & 0xFFFF
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
-def first_nonfinite_row(x):
-    """Index of the first row of a 2-D float32 array holding NaN or Inf, or -1."""
-    rows = x.shape[0]
-    bad = np.zeros(rows, np.bool_)
-    for r in prange(rows):
-        row = x[r]
-        for j in range(row.shape[0]):
-            if not np.isfinite(row[j]):
-                bad[r] = True
-                break
-    for r in range(rows):
-        if bad[r]:
-            return r
-    return -1
+@njit(cache=True, error_model="numpy", inline="always")
+def row_is_finite(row):
+    """No NaN/Inf in a float32 row (exponent bits not all ones), with integer ops that
+    vectorize; the kernels check each row as they quantize it, while it is in cache."""
+    bits = row.view(np.uint32)
+    m = np.uint32(0)
+    for j in range(bits.shape[0]):
+        e = bits[j] & np.uint32(0x7F800000)
+        m = e if e > m else m
+    return m != np.uint32(0x7F800000)

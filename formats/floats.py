@@ -3,19 +3,25 @@
 import numpy as np
 from numba import njit, prange
 
-from ._numeric import bits_f32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16
+from ._numeric import row_is_finite, bits_f32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16
 from .registry import BlockType, register
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def copy_rows(src, dst, qw=None):
+def copy_rows(src, dst, qw=None, bad=None):
     for r in prange(src.shape[0]):
+        if bad is not None and not row_is_finite(src[r]):
+            bad[r] = True
+            continue
         dst[r] = src[r]
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def ggml_fp32_to_fp16_rows(x, y, qw):
+def ggml_fp32_to_fp16_rows(x, y, qw, bad):
     for r in prange(x.shape[0]):
+        if not row_is_finite(x[r]):
+            bad[r] = True
+            continue
         for j in range(x.shape[1]):
             y[r, j] = fp32_to_fp16(x[r, j])
 
@@ -28,8 +34,11 @@ def ggml_fp16_to_fp32_rows(y, x):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def ggml_fp32_to_bf16_rows(x, y, qw):
+def ggml_fp32_to_bf16_rows(x, y, qw, bad):
     for r in prange(x.shape[0]):
+        if not row_is_finite(x[r]):
+            bad[r] = True
+            continue
         for j in range(x.shape[1]):
             y[r, j] = fp32_to_bf16(x[r, j])
 

@@ -9,7 +9,7 @@ rules that keep the bytes identical.
 import numpy as np
 from numba import njit, prange
 
-from ._numeric import GROUP_MAX_EPS, f32, fp16_to_fp32, fp32_to_fp16, nearest_int
+from ._numeric import row_is_finite, GROUP_MAX_EPS, f32, fp16_to_fp32, fp32_to_fp16, nearest_int
 from .helpers import (
     from_lanes,
     make_q3_quants_lanes,
@@ -212,8 +212,11 @@ def quantize_row_q2_K_impl(x, y, quant_weights):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def quantize_q2_K(src, dst, quant_weights):
+def quantize_q2_K(src, dst, quant_weights, bad):
     for r in prange(src.shape[0]):
+        if not row_is_finite(src[r]):
+            bad[r] = True
+            continue
         if quant_weights.shape[0] == 0:
             quantize_row_q2_K_ref(src[r], dst[r])
         else:
@@ -372,8 +375,11 @@ def quantize_row_q3_K_impl(x, y, quant_weights):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def quantize_q3_K(src, dst, quant_weights):
+def quantize_q3_K(src, dst, quant_weights, bad):
     for r in prange(src.shape[0]):
+        if not row_is_finite(src[r]):
+            bad[r] = True
+            continue
         if quant_weights.shape[0] == 0:
             quantize_row_q3_K_ref(src[r], dst[r])
         else:
@@ -562,8 +568,11 @@ def quantize_row_q4_K_impl(x, y, quant_weights):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def quantize_q4_K(src, dst, quant_weights):
+def quantize_q4_K(src, dst, quant_weights, bad):
     for r in prange(src.shape[0]):
+        if not row_is_finite(src[r]):
+            bad[r] = True
+            continue
         if quant_weights.shape[0] == 0:
             quantize_row_q4_K_ref(src[r], dst[r])
         else:
@@ -638,8 +647,11 @@ def quantize_row_q5_K_impl(x, y, quant_weights):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def quantize_q5_K(src, dst, quant_weights):
+def quantize_q5_K(src, dst, quant_weights, bad):
     for r in prange(src.shape[0]):
+        if not row_is_finite(src[r]):
+            bad[r] = True
+            continue
         if quant_weights.shape[0] == 0:
             quantize_row_q5_K_ref(src[r], dst[r])
         else:
@@ -775,8 +787,11 @@ def quantize_row_q6_K_impl(x, y, quant_weights):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def quantize_q6_K(src, dst, quant_weights):
+def quantize_q6_K(src, dst, quant_weights, bad):
     for r in prange(src.shape[0]):
+        if not row_is_finite(src[r]):
+            bad[r] = True
+            continue
         if quant_weights.shape[0] == 0:
             quantize_row_q6_K_ref(src[r], dst[r])
         else:

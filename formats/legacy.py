@@ -9,7 +9,7 @@ independent in ggml too, so the bytes never depend on the thread count).
 import numpy as np
 from numba import njit, prange
 
-from ._numeric import f32, fp16_to_fp32, fp32_to_fp16, roundf
+from ._numeric import row_is_finite, bits_f32, f32, fp16_to_fp32, fp32_to_fp16, roundf
 from .helpers import from_lanes, make_qkx_quants_lanes, make_qx_quants_lanes, to_lanes
 from .registry import BlockType, register
 
@@ -48,29 +48,71 @@ def _row_sigma2(x):
     return sum_x2 / f32(x.shape[0])
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _first_absmax(xb):
+    """The value of largest |x| in a block, first occurrence -- C's
+    ``if (amax < fabsf(v)) { amax = fabsf(v); max = v; }`` -- found with integer
+    compares on the float bits (finite input), which the compiler can vectorize."""
+    bits = xb.view(np.uint32)
+    m = np.uint32(0)
+    for j in range(xb.shape[0]):
+        a = bits[j] & np.uint32(0x7FFFFFFF)
+        m = a if a > m else m
+    if m == 0:
+        return f32(0.0)  # nothing beat C's initial amax = 0: max stays +0.0
+    for j in range(xb.shape[0]):
+        if (bits[j] & np.uint32(0x7FFFFFFF)) == m:
+            return xb[j]
+    return f32(0.0)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _first_min_max(xb):
+    """C's ``if (v < min) min = v; if (v > max) max = v;`` over a block of finite values:
+    the first smallest and first largest value (+0 and -0 compare equal, as in C), via
+    order-preserving integer keys."""
+    bits = xb.view(np.int32)
+    kmin = np.int32(0x7FFFFFFF)
+    kmax = np.int32(-0x7FFFFFFF)
+    for j in range(xb.shape[0]):
+        b = bits[j]
+        k = b if b >= 0 else -(b & np.int32(0x7FFFFFFF))
+        kmin = k if k < kmin else kmin
+        kmax = k if k > kmax else kmax
+    lo = f32(0.0)
+    hi = f32(0.0)
+    for j in range(xb.shape[0]):
+        b = bits[j]
+        if (b if b >= 0 else -(b & np.int32(0x7FFFFFFF))) == kmin:
+            lo = xb[j]
+            break
+    for j in range(xb.shape[0]):
+        b = bits[j]
+        if (b if b >= 0 else -(b & np.int32(0x7FFFFFFF))) == kmax:
+            hi = xb[j]
+            break
+    return lo, hi
+
+
 # ---------------------------------------------------------------------------- Q4_0
 
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q4_0_ref(x, y):
+    q = np.empty(QK // 2, np.uint8)  # the block's qs, built where the compiler can vectorize
     for i in range(y.shape[0]):
-        yqs = y[i].qs
-        amax = f32(0.0)
-        max_ = f32(0.0)
-        for j in range(QK):
-            v = x[i * QK + j]
-            if amax < abs(v):
-                amax = abs(v)
-                max_ = v
+        xb = x[i * QK : (i + 1) * QK]
+        max_ = _first_absmax(xb)
         d = max_ / f32(-8.0)
         id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
         y[i].d = fp32_to_fp16(d)
         for j in range(QK // 2):
-            x0 = x[i * QK + j] * id_
-            x1 = x[i * QK + QK // 2 + j] * id_
-            xi0 = min(15, np.int8(x0 + f32(8.5)))
-            xi1 = min(15, np.int8(x1 + f32(8.5)))
-            yqs[j] = (xi0 | (xi1 << 4)) & 0xFF
+            x0 = xb[j] * id_
+            x1 = xb[QK // 2 + j] * id_
+            xi0 = min(15, np.int32(x0 + f32(8.5)))  # C: MIN(15, (int8_t)(x0 + 8.5f))
+            xi1 = min(15, np.int32(x1 + f32(8.5)))
+            q[j] = xi0 | (xi1 << 4)
+        y[i].qs[:] = q
 
 
 @njit(cache=True, error_model="numpy")
@@ -105,8 +147,11 @@ def quantize_row_q4_0_impl(x, y, quant_weights):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def quantize_q4_0(src, dst, quant_weights):
+def quantize_q4_0(src, dst, quant_weights, bad):
     for r in prange(src.shape[0]):
+        if not row_is_finite(src[r]):
+            bad[r] = True
+            continue
         if quant_weights.shape[0] == 0:
             quantize_row_q4_0_ref(src[r], dst[r])
         else:
@@ -136,26 +181,21 @@ def dequantize_q4_0(src, dst):
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q4_1_ref(x, y):
+    q = np.empty(QK // 2, np.uint8)
     for i in range(y.shape[0]):
-        yqs = y[i].qs
-        min_ = FLT_MAX
-        max_ = -FLT_MAX
-        for j in range(QK):
-            v = x[i * QK + j]
-            if v < min_:
-                min_ = v
-            if v > max_:
-                max_ = v
+        xb = x[i * QK : (i + 1) * QK]
+        min_, max_ = _first_min_max(xb)
         d = (max_ - min_) / f32(15.0)
         id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
         y[i].d = fp32_to_fp16(d)
         y[i].m = fp32_to_fp16(min_)
         for j in range(QK // 2):
-            x0 = (x[i * QK + j] - min_) * id_
-            x1 = (x[i * QK + QK // 2 + j] - min_) * id_
-            xi0 = min(15, np.int8(x0 + f32(0.5)))
-            xi1 = min(15, np.int8(x1 + f32(0.5)))
-            yqs[j] = (xi0 | (xi1 << 4)) & 0xFF
+            x0 = (xb[j] - min_) * id_
+            x1 = (xb[QK // 2 + j] - min_) * id_
+            xi0 = min(15, np.int32(x0 + f32(0.5)))  # C: MIN(15, (int8_t)(x0 + 0.5f))
+            xi1 = min(15, np.int32(x1 + f32(0.5)))
+            q[j] = xi0 | (xi1 << 4)
+        y[i].qs[:] = q
 
 
 @njit(cache=True, error_model="numpy")
@@ -193,8 +233,11 @@ def quantize_row_q4_1_impl(x, y, quant_weights):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def quantize_q4_1(src, dst, quant_weights):
+def quantize_q4_1(src, dst, quant_weights, bad):
     for r in prange(src.shape[0]):
+        if not row_is_finite(src[r]):
+            bad[r] = True
+            continue
         if quant_weights.shape[0] == 0:
             quantize_row_q4_1_ref(src[r], dst[r])
         else:
@@ -225,27 +268,23 @@ def dequantize_q4_1(src, dst):
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q5_0_ref(x, y):
+    q = np.empty(QK // 2, np.uint8)
     for i in range(y.shape[0]):
-        yqs = y[i].qs
-        amax = f32(0.0)
-        max_ = f32(0.0)
-        for j in range(QK):
-            v = x[i * QK + j]
-            if amax < abs(v):
-                amax = abs(v)
-                max_ = v
+        xb = x[i * QK : (i + 1) * QK]
+        max_ = _first_absmax(xb)
         d = max_ / f32(-16.0)
         id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
         y[i].d = fp32_to_fp16(d)
         qh = 0
         for j in range(QK // 2):
-            x0 = x[i * QK + j] * id_
-            x1 = x[i * QK + QK // 2 + j] * id_
-            xi0 = min(31, np.int8(x0 + f32(16.5))) & 0xFF
-            xi1 = min(31, np.int8(x1 + f32(16.5))) & 0xFF
-            yqs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
+            x0 = xb[j] * id_
+            x1 = xb[QK // 2 + j] * id_
+            xi0 = min(31, np.int32(x0 + f32(16.5)))  # C: MIN(31, (int8_t)(x0 + 16.5f))
+            xi1 = min(31, np.int32(x1 + f32(16.5)))
+            q[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
             qh |= ((xi0 & 0x10) >> 4) << (j + 0)
             qh |= ((xi1 & 0x10) >> 4) << (j + QK // 2)
+        y[i].qs[:] = q
         _store_qh(y[i], qh)
 
 
@@ -269,8 +308,11 @@ def quantize_row_q5_0_impl(x, y, quant_weights):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def quantize_q5_0(src, dst, quant_weights):
+def quantize_q5_0(src, dst, quant_weights, bad):
     for r in prange(src.shape[0]):
+        if not row_is_finite(src[r]):
+            bad[r] = True
+            continue
         if quant_weights.shape[0] == 0:
             quantize_row_q5_0_ref(src[r], dst[r])
         else:
@@ -303,29 +345,24 @@ def dequantize_q5_0(src, dst):
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q5_1_ref(x, y):
+    q = np.empty(QK // 2, np.uint8)
     for i in range(y.shape[0]):
-        yqs = y[i].qs
-        min_ = FLT_MAX
-        max_ = -FLT_MAX
-        for j in range(QK):
-            v = x[i * QK + j]
-            if v < min_:
-                min_ = v
-            if v > max_:
-                max_ = v
+        xb = x[i * QK : (i + 1) * QK]
+        min_, max_ = _first_min_max(xb)
         d = (max_ - min_) / f32(31.0)
         id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
         y[i].d = fp32_to_fp16(d)
         y[i].m = fp32_to_fp16(min_)
         qh = 0
         for j in range(QK // 2):
-            x0 = (x[i * QK + j] - min_) * id_
-            x1 = (x[i * QK + QK // 2 + j] - min_) * id_
-            xi0 = np.uint8(x0 + f32(0.5))
-            xi1 = np.uint8(x1 + f32(0.5))
-            yqs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
+            x0 = (xb[j] - min_) * id_
+            x1 = (xb[QK // 2 + j] - min_) * id_
+            xi0 = np.int32(x0 + f32(0.5))  # C: (uint8_t)(x0 + 0.5f)
+            xi1 = np.int32(x1 + f32(0.5))
+            q[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
             qh |= ((xi0 & 0x10) >> 4) << (j + 0)
             qh |= ((xi1 & 0x10) >> 4) << (j + QK // 2)
+        y[i].qs[:] = q
         _store_qh(y[i], qh)
 
 
@@ -351,8 +388,11 @@ def quantize_row_q5_1_impl(x, y, quant_weights):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def quantize_q5_1(src, dst, quant_weights):
+def quantize_q5_1(src, dst, quant_weights, bad):
     for r in prange(src.shape[0]):
+        if not row_is_finite(src[r]):
+            bad[r] = True
+            continue
         if quant_weights.shape[0] == 0:
             quantize_row_q5_1_ref(src[r], dst[r])
         else:
@@ -386,23 +426,30 @@ def dequantize_q5_1(src, dst):
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q8_0_ref(x, y):
+    q = np.empty(QK, np.int8)
     for i in range(y.shape[0]):
-        yqs = y[i].qs
-        amax = f32(0.0)
+        xb = x[i * QK : (i + 1) * QK]
+        bits = xb.view(np.uint32)
+        m = np.uint32(0)  # C: amax = MAX(amax, fabsf(v)), on the bits of |v|
         for j in range(QK):
-            v = abs(x[i * QK + j])
-            amax = amax if amax > v else v
+            a = bits[j] & np.uint32(0x7FFFFFFF)
+            m = a if a > m else m
+        amax = bits_f32(m)
         d = amax / f32(127.0)
         id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
         y[i].d = fp32_to_fp16(d)
         for j in range(QK):
-            yqs[j] = np.int8(roundf(x[i * QK + j] * id_))
+            q[j] = np.int32(roundf(xb[j] * id_))
+        y[i].qs[:] = q
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def quantize_q8_0(src, dst, quant_weights):
+def quantize_q8_0(src, dst, quant_weights, bad):
     # ggml ignores the importance vector for Q8_0
     for r in prange(src.shape[0]):
+        if not row_is_finite(src[r]):
+            bad[r] = True
+            continue
         quantize_row_q8_0_ref(src[r], dst[r])
 
 

@@ -46,13 +46,14 @@ class BlockType:
     type_size: ClassVar[int]  # bytes per block
     uses_importance: ClassVar[bool] = False  # does ggml read quant_weights for this type?
     # The two kernels each type provides (Numba, prange over rows), as ggml names them:
-    #   quantize_<t>(x, y, qw): x float32 (rows, n); y blocks (rows, n // block_size);
-    #                           qw float32 (n,), or (0,) for no importance vector
+    #   quantize_<t>(x, y, qw, bad): x float32 (rows, n); y blocks (rows, n // block_size);
+    #                           qw float32 (n,), or (0,) for no importance vector;
+    #                           bad (rows,) bool: set for rows holding NaN/Inf (left unquantized)
     #   dequantize_<t>(y, x):   y blocks (rows, nb); x float32 (rows, nb * block_size)
     kernels: ClassVar[tuple]
 
-    def _quantize(self, x: np.ndarray, y: np.ndarray, qw: np.ndarray) -> None:
-        self.kernels[0](x, y, qw)
+    def _quantize(self, x: np.ndarray, y: np.ndarray, qw: np.ndarray, bad: np.ndarray) -> None:
+        self.kernels[0](x, y, qw, bad)
 
     def _dequantize(self, y: np.ndarray, x: np.ndarray) -> None:
         self.kernels[1](y, x)
@@ -91,18 +92,17 @@ class BlockType:
             if not np.isfinite(qw).all():
                 bad = int(np.flatnonzero(~np.isfinite(qw))[0])
                 raise QuantizationError(f"importance vector is not finite at column {bad}")
-        from ._numeric import first_nonfinite_row
-
-        bad_row = first_nonfinite_row(x) if rows else -1
-        if bad_row >= 0:
+        y = np.empty((rows, n_per_row // self.block_size), dtype=self.block)
+        bad = np.zeros(rows, np.bool_)
+        if rows:
+            self._quantize(x, y, qw, bad)
+        if bad.any():
+            bad_row = int(np.flatnonzero(bad)[0])
             col = int(np.flatnonzero(~np.isfinite(x[bad_row]))[0])
             raise QuantizationError(
                 f"non-finite value ({x[bad_row, col]}) in row {bad_row}, column {col}; "
                 f"the source weights are corrupt or overflowed"
             )
-        y = np.empty((rows, n_per_row // self.block_size), dtype=self.block)
-        if rows:
-            self._quantize(x, y, qw)
         return y.view(np.uint8).reshape(rows, -1)
 
     def dequantize(self, data: np.ndarray, n_per_row: int) -> np.ndarray:

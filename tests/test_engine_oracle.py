@@ -97,6 +97,11 @@ def test_degenerate_rows(qt, with_importance):
     rows.append(np.concatenate([np.zeros(n // 2), rng.standard_normal(n // 2)]))  # zero blocks
     rows.append(rng.standard_normal(n) * 70000.0)  # beyond the f16 range
     rows.append(rng.standard_normal(n) * 6e-8)  # f16 subnormals
+    rows.append(np.full(n, -0.0))  # negative zeros: C keeps its initial +0.0 as the max
+    rows.append(np.where(np.arange(n) % 3 == 0, -0.0, 0.0))  # mixed signed zeros
+    r = np.abs(rng.standard_normal(n))
+    r[:7] = -0.0
+    rows.append(r)  # a block starting with -0 (min/max ties)
     rows.append(np.abs(rng.standard_normal(n)))  # all positive (min > 0)
     rows.append(-np.abs(rng.standard_normal(n)))  # all negative
     x = np.asarray(rows, dtype=np.float32)
