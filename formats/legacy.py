@@ -48,50 +48,75 @@ def _row_sigma2(x):
     return sum_x2 / f32(x.shape[0])
 
 
+# The `_ref` routines take the block length as a run-time value, ``qk = len(x) // nb``
+# (always QK): with a compile-time trip count of 32 LLVM unrolls each block loop completely
+# and then no longer vectorizes its reductions (max, min, or); with a run-time count it
+# vectorizes them and the routines run about 1.4x faster.  The arithmetic is unchanged.
+
+
 @njit(cache=True, error_model="numpy", inline="always")
-def _first_absmax(xb):
-    """The value of largest |x| in a block, first occurrence -- C's
-    ``if (amax < fabsf(v)) { amax = fabsf(v); max = v; }`` -- found with integer
-    compares on the float bits (finite input), which the compiler can vectorize."""
-    bits = xb.view(np.uint32)
-    m = np.uint32(0)
-    for j in range(xb.shape[0]):
-        a = bits[j] & np.uint32(0x7FFFFFFF)
-        m = a if a > m else m
-    if m == 0:
-        return f32(0.0)  # nothing beat C's initial amax = 0: max stays +0.0
-    for j in range(xb.shape[0]):
-        if (bits[j] & np.uint32(0x7FFFFFFF)) == m:
+def _block_len(x, nb):
+    return x.shape[0] // nb
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _order_key(b):
+    """An int32 that orders float bits b as C's < orders finite floats (+0 and -0 equal)."""
+    return b if b >= 0 else -(b & np.int32(0x7FFFFFFF))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _key_value(xb, qk, k):
+    """The first value of the block whose order key is k (the float itself unless k is
+    zero, where +0 and -0 share the key and the first one met is C's answer)."""
+    if k != 0:
+        return bits_f32(np.int64(k) if k > 0 else np.int64(-k) | 0x80000000)
+    bits = xb.view(np.int32)
+    for j in range(qk):
+        if _order_key(bits[j]) == 0:
             return xb[j]
     return f32(0.0)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _first_min_max(xb):
+def _first_min_max(xb, qk):
     """C's ``if (v < min) min = v; if (v > max) max = v;`` over a block of finite values:
-    the first smallest and first largest value (+0 and -0 compare equal, as in C), via
-    order-preserving integer keys."""
+    the first smallest and first largest value, via order-preserving integer keys."""
     bits = xb.view(np.int32)
     kmin = np.int32(0x7FFFFFFF)
     kmax = np.int32(-0x7FFFFFFF)
-    for j in range(xb.shape[0]):
-        b = bits[j]
-        k = b if b >= 0 else -(b & np.int32(0x7FFFFFFF))
-        kmin = k if k < kmin else kmin
-        kmax = k if k > kmax else kmax
-    lo = f32(0.0)
-    hi = f32(0.0)
-    for j in range(xb.shape[0]):
-        b = bits[j]
-        if (b if b >= 0 else -(b & np.int32(0x7FFFFFFF))) == kmin:
-            lo = xb[j]
-            break
-    for j in range(xb.shape[0]):
-        b = bits[j]
-        if (b if b >= 0 else -(b & np.int32(0x7FFFFFFF))) == kmax:
-            hi = xb[j]
-            break
-    return lo, hi
+    for j in range(qk):
+        k = _order_key(bits[j])
+        kmin = min(kmin, k)
+        kmax = max(kmax, k)
+    return _key_value(xb, qk, kmin), _key_value(xb, qk, kmax)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _first_absmax(xb, qk):
+    """The value of largest |x| in a block, first occurrence -- C's
+    ``if (amax < fabsf(v)) { amax = fabsf(v); max = v; }``: the largest and the smallest
+    value decide it, unless they are v and -v (then the first one met wins), or all zero
+    (nothing beat C's initial amax = 0: max stays +0.0)."""
+    bits = xb.view(np.int32)
+    kmin = np.int32(0x7FFFFFFF)
+    kmax = np.int32(-0x7FFFFFFF)
+    for j in range(qk):
+        k = _order_key(bits[j])
+        kmin = min(kmin, k)
+        kmax = max(kmax, k)
+    if kmax > -kmin:
+        return bits_f32(np.int64(kmax))
+    if -kmin > kmax:
+        return bits_f32(np.int64(-kmin) | 0x80000000)
+    if kmax <= 0:
+        return f32(0.0)
+    for j in range(qk):
+        k = _order_key(bits[j])
+        if k == kmax or k == kmin:
+            return xb[j]
+    return f32(0.0)
+
 
 
 # ---------------------------------------------------------------------------- Q4_0
@@ -99,20 +124,21 @@ def _first_min_max(xb):
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q4_0_ref(x, y):
-    q = np.empty(QK // 2, np.uint8)  # the block's qs, built where the compiler can vectorize
-    for i in range(y.shape[0]):
-        xb = x[i * QK : (i + 1) * QK]
-        max_ = _first_absmax(xb)
+    nb = y.shape[0]
+    qk = _block_len(x, nb)
+    for i in range(nb):
+        xb = x[i * qk : (i + 1) * qk]
+        max_ = _first_absmax(xb, qk)
         d = max_ / f32(-8.0)
         id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
         y[i].d = fp32_to_fp16(d)
-        for j in range(QK // 2):
+        qs = y[i].qs
+        for j in range(qk // 2):
             x0 = xb[j] * id_
-            x1 = xb[QK // 2 + j] * id_
+            x1 = xb[qk // 2 + j] * id_
             xi0 = min(15, np.int32(x0 + f32(8.5)))  # C: MIN(15, (int8_t)(x0 + 8.5f))
             xi1 = min(15, np.int32(x1 + f32(8.5)))
-            q[j] = xi0 | (xi1 << 4)
-        y[i].qs[:] = q
+            qs[j] = xi0 | (xi1 << 4)
 
 
 @njit(cache=True, error_model="numpy")
@@ -181,21 +207,22 @@ def dequantize_q4_0(src, dst):
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q4_1_ref(x, y):
-    q = np.empty(QK // 2, np.uint8)
-    for i in range(y.shape[0]):
-        xb = x[i * QK : (i + 1) * QK]
-        min_, max_ = _first_min_max(xb)
+    nb = y.shape[0]
+    qk = _block_len(x, nb)
+    for i in range(nb):
+        xb = x[i * qk : (i + 1) * qk]
+        min_, max_ = _first_min_max(xb, qk)
         d = (max_ - min_) / f32(15.0)
         id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
         y[i].d = fp32_to_fp16(d)
         y[i].m = fp32_to_fp16(min_)
-        for j in range(QK // 2):
+        qs = y[i].qs
+        for j in range(qk // 2):
             x0 = (xb[j] - min_) * id_
-            x1 = (xb[QK // 2 + j] - min_) * id_
+            x1 = (xb[qk // 2 + j] - min_) * id_
             xi0 = min(15, np.int32(x0 + f32(0.5)))  # C: MIN(15, (int8_t)(x0 + 0.5f))
             xi1 = min(15, np.int32(x1 + f32(0.5)))
-            q[j] = xi0 | (xi1 << 4)
-        y[i].qs[:] = q
+            qs[j] = xi0 | (xi1 << 4)
 
 
 @njit(cache=True, error_model="numpy")
@@ -268,23 +295,24 @@ def dequantize_q4_1(src, dst):
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q5_0_ref(x, y):
-    q = np.empty(QK // 2, np.uint8)
-    for i in range(y.shape[0]):
-        xb = x[i * QK : (i + 1) * QK]
-        max_ = _first_absmax(xb)
+    nb = y.shape[0]
+    qk = _block_len(x, nb)
+    for i in range(nb):
+        xb = x[i * qk : (i + 1) * qk]
+        max_ = _first_absmax(xb, qk)
         d = max_ / f32(-16.0)
         id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
         y[i].d = fp32_to_fp16(d)
+        qs = y[i].qs
         qh = 0
-        for j in range(QK // 2):
+        for j in range(qk // 2):
             x0 = xb[j] * id_
-            x1 = xb[QK // 2 + j] * id_
+            x1 = xb[qk // 2 + j] * id_
             xi0 = min(31, np.int32(x0 + f32(16.5)))  # C: MIN(31, (int8_t)(x0 + 16.5f))
             xi1 = min(31, np.int32(x1 + f32(16.5)))
-            q[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
+            qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
             qh |= ((xi0 & 0x10) >> 4) << (j + 0)
-            qh |= ((xi1 & 0x10) >> 4) << (j + QK // 2)
-        y[i].qs[:] = q
+            qh |= ((xi1 & 0x10) >> 4) << (j + qk // 2)
         _store_qh(y[i], qh)
 
 
@@ -345,24 +373,25 @@ def dequantize_q5_0(src, dst):
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q5_1_ref(x, y):
-    q = np.empty(QK // 2, np.uint8)
-    for i in range(y.shape[0]):
-        xb = x[i * QK : (i + 1) * QK]
-        min_, max_ = _first_min_max(xb)
+    nb = y.shape[0]
+    qk = _block_len(x, nb)
+    for i in range(nb):
+        xb = x[i * qk : (i + 1) * qk]
+        min_, max_ = _first_min_max(xb, qk)
         d = (max_ - min_) / f32(31.0)
         id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
         y[i].d = fp32_to_fp16(d)
         y[i].m = fp32_to_fp16(min_)
+        qs = y[i].qs
         qh = 0
-        for j in range(QK // 2):
+        for j in range(qk // 2):
             x0 = (xb[j] - min_) * id_
-            x1 = (xb[QK // 2 + j] - min_) * id_
+            x1 = (xb[qk // 2 + j] - min_) * id_
             xi0 = np.int32(x0 + f32(0.5))  # C: (uint8_t)(x0 + 0.5f)
             xi1 = np.int32(x1 + f32(0.5))
-            q[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
+            qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
             qh |= ((xi0 & 0x10) >> 4) << (j + 0)
-            qh |= ((xi1 & 0x10) >> 4) << (j + QK // 2)
-        y[i].qs[:] = q
+            qh |= ((xi1 & 0x10) >> 4) << (j + qk // 2)
         _store_qh(y[i], qh)
 
 
@@ -426,21 +455,21 @@ def dequantize_q5_1(src, dst):
 
 @njit(cache=True, error_model="numpy")
 def quantize_row_q8_0_ref(x, y):
-    q = np.empty(QK, np.int8)
-    for i in range(y.shape[0]):
-        xb = x[i * QK : (i + 1) * QK]
+    nb = y.shape[0]
+    qk = _block_len(x, nb)
+    for i in range(nb):
+        xb = x[i * qk : (i + 1) * qk]
         bits = xb.view(np.uint32)
         m = np.uint32(0)  # C: amax = MAX(amax, fabsf(v)), on the bits of |v|
-        for j in range(QK):
-            a = bits[j] & np.uint32(0x7FFFFFFF)
-            m = a if a > m else m
+        for j in range(qk):
+            m = max(m, bits[j] & np.uint32(0x7FFFFFFF))
         amax = bits_f32(m)
         d = amax / f32(127.0)
         id_ = f32(1.0) / d if d != f32(0.0) else f32(0.0)
         y[i].d = fp32_to_fp16(d)
-        for j in range(QK):
-            q[j] = np.int32(roundf(xb[j] * id_))
-        y[i].qs[:] = q
+        qs = y[i].qs
+        for j in range(qk):
+            qs[j] = np.int32(roundf(xb[j] * id_))
 
 
 @njit(cache=True, error_model="numpy", parallel=True)

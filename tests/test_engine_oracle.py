@@ -103,6 +103,17 @@ def test_degenerate_rows(qt, with_importance):
     r[:7] = -0.0
     rows.append(r)  # a block starting with -0 (min/max ties)
     rows.append(np.abs(rng.standard_normal(n)))  # all positive (min > 0)
+    r = -np.abs(rng.standard_normal(n))
+    r[1::32], r[3::32] = -0.0, 0.0
+    rows.append(r)  # max is a zero: -0 comes first
+    r = np.abs(rng.standard_normal(n))
+    r[2::32], r[5::32] = 0.0, -0.0
+    rows.append(r)  # min is a zero: +0 comes first
+    rows.append(np.where(np.arange(n) % 2 == 0, -1.0, 1.0))  # |max| tie, negative first
+    r = rng.standard_normal(n) * 0.1
+    r[7::16], r[11::16] = 2.5, -2.5  # a +v / -v tie inside each block, +v first
+    rows.append(r)
+    rows.append(-r)  # and -v first
     rows.append(-np.abs(rng.standard_normal(n)))  # all negative
     x = np.asarray(rows, dtype=np.float32)
     qw = importance_for(rng, n) if with_importance else None
