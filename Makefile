@@ -41,7 +41,7 @@ test: $(VENV)/.test $(REF)/.ref
 	$(BIN)/python -m pytest -q --durations=25
 
 bench: $(VENV)/.test $(REF)/.ref
-	$(BIN)/python -m benchmarks.engine
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) $(REF) .cache .pytest_cache .hypothesis build *.egg-info
