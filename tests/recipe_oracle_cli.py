@@ -15,10 +15,10 @@ are* into a small shared library linked against the installed libllama / libggml
   ``common.h`` / ``common.cpp`` text, logging goes to stderr, and
   ``llama_print_build_info`` prints nothing.
 
-The library is built once per source version into the temp directory (about 20 s).  Set
-``QUANTCLI_LLAMA_CPP_SRC`` to a llama.cpp source tree (default: the unpacked
-llama-cpp-python 0.3.36 sdist under /work/scratch); without sources or a C++ compiler the
-tests that need this are skipped.
+The library is built once per source version into the temp directory (about 20 s).  The
+sources are the llama-cpp-python 0.3.36 sdist's vendor/llama.cpp, the tree the reference
+converter comes from (``tests.reference.llama_cpp_source``: downloaded from PyPI once into
+the test cache); ``QUANTCLI_LLAMA_CPP_SRC`` names another tree.
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ from typing import Any
 
 from tests import recipe_oracle_worker as worker
 
-DEFAULT_SRC = "/work/scratch/llama_cpp_python-0.3.36/vendor/llama.cpp"
+def llama_src() -> Path:
+    """The llama.cpp tree holding tools/quantize/quantize.cpp and common/imatrix-loader.cpp."""
+    from tests.reference import llama_cpp_source
 
-
-def llama_src() -> Path | None:
-    p = Path(os.environ.get("QUANTCLI_LLAMA_CPP_SRC", DEFAULT_SRC))
-    if (p / "tools/quantize/quantize.cpp").is_file() and (p / "common/imatrix-loader.cpp").is_file():
-        return p
-    return None
+    p = Path(os.environ["QUANTCLI_LLAMA_CPP_SRC"]) if os.environ.get("QUANTCLI_LLAMA_CPP_SRC") else llama_cpp_source()
+    if not ((p / "tools/quantize/quantize.cpp").is_file() and (p / "common/imatrix-loader.cpp").is_file()):
+        raise RuntimeError(f"llama.cpp sources not found under {p} (tools/quantize/quantize.cpp, common/imatrix-loader.cpp)")
+    return p
 
 
 def _cut_function(text: str, signature: str) -> str:
@@ -205,8 +205,6 @@ def _libdir() -> Path:
 def build() -> Path:
     """Compile (or reuse) the oracle library; returns its path.  Raises RuntimeError."""
     src = llama_src()
-    if src is None:
-        raise RuntimeError("llama.cpp sources not found (set QUANTCLI_LLAMA_CPP_SRC)")
     cxx = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
     if cxx is None:
         raise RuntimeError("no C++ compiler")
@@ -304,16 +302,21 @@ class Oracle:
 
 _oracle: Oracle | None = None
 _error: str | None = None
+_offline = False  # the sources could not be downloaded (no registry)
 
 
 def get() -> Oracle | None:
     """The oracle, building it on first use; None (see `error()`) if it cannot be built."""
-    global _oracle, _error
+    global _oracle, _error, _offline
     if _oracle is None and _error is None:
+        from tests.reference import ReferenceUnavailable
+
         try:
             lib = build()
             worker.call("cli_try_parse_ftype", str(lib), "Q4_0")  # loads in the worker
             _oracle = Oracle(lib)
+        except ReferenceUnavailable as e:  # the sdist could not be downloaded
+            _error, _offline = str(e), True
         except (RuntimeError, OSError) as e:
             _error = str(e)
     return _oracle
@@ -321,3 +324,16 @@ def get() -> Oracle | None:
 
 def error() -> str:
     return _error or ""
+
+
+def require() -> Oracle:
+    """The oracle for a test: skipped only when the package registry cannot be reached (no
+    sources to compile); any other reason it cannot be built fails the test."""
+    import pytest
+
+    o = get()
+    if o is None:
+        if _offline:
+            pytest.skip(f"llama-quantize oracle unavailable: {_error}")
+        pytest.fail(f"llama-quantize oracle could not be built: {_error}")
+    return o

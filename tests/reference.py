@@ -31,11 +31,20 @@ class ReferenceUnavailable(RuntimeError):
     pass
 
 
+# What the tests take from the sdist's vendor/llama.cpp: the converter (with its conversion
+# package and gguf-py), the chat templates, and the C++ llama-quantize code that
+# tests/recipe_oracle_cli.py compiles (tools/quantize, common, the public headers).
+_SOURCE_PARTS = ("convert_hf_to_gguf.py", "/conversion/", "/gguf-py/", "/models/templates/",
+                 "/tools/quantize/", "/common/", "/include/")
+_SOURCE_MARKERS = ("convert_hf_to_gguf.py", "tools/quantize/quantize.cpp", "common/imatrix-loader.cpp",
+                   "include/llama.h", "ggml/include/ggml.h")
+
+
 def llama_cpp_source() -> Path:
     """Path of vendor/llama.cpp from the llama-cpp-python sdist (downloaded once)."""
     dest = CACHE / "llama_cpp_python-0.3.36"
     tree = dest / "vendor" / "llama.cpp"
-    if (tree / "convert_hf_to_gguf.py").is_file():
+    if all((tree / m).is_file() for m in _SOURCE_MARKERS):
         return tree
     CACHE.mkdir(parents=True, exist_ok=True)
     dl = CACHE / "sdist"
@@ -54,10 +63,7 @@ def llama_cpp_source() -> Path:
             m
             for m in tf.getmembers()
             if "/vendor/llama.cpp/" in m.name
-            and any(
-                part in m.name
-                for part in ("convert_hf_to_gguf.py", "/conversion/", "/gguf-py/", "/models/templates/")
-            )
+            and any(part in m.name for part in _SOURCE_PARTS)
         ]
         tf.extractall(CACHE, members=members, filter="data")
     return tree

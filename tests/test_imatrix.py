@@ -29,10 +29,7 @@ from tests.test_recipe_oracle import assert_kv_equal, read_model
 
 
 def _cli():
-    o = cli_oracle.get()
-    if o is None:
-        pytest.skip(f"llama-quantize oracle unavailable: {cli_oracle.error()}")
-    return o
+    return cli_oracle.require()
 
 
 def bits_equal(a: np.ndarray, b: np.ndarray) -> bool:

@@ -137,10 +137,7 @@ def test_unknown_recipe_suggests_close_names():
 
 
 def _cli():
-    o = cli_oracle.get()
-    if o is None:
-        pytest.skip(f"llama-quantize oracle unavailable: {cli_oracle.error()}")
-    return o
+    return cli_oracle.require()
 
 
 NAME_PROBES = (
