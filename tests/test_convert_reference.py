@@ -4,17 +4,22 @@ types, bytes)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from fixtures.make_synthetic import REAL_LAYOUT_NAMES
 from fixtures.registry import FixtureUnavailable, ensure_fixture
 from quantcli import convert as C
+from quantcli.errors import UnsupportedError
 from tests.reference import ReferenceUnavailable, assert_same_gguf, reference_convert, reference_default_name
 
 SYNTHETIC = ["llama-gqa", "llama-tied", "llama-spm", "mistral", "mixtral", "qwen2", "qwen3",
              "gemma2", "gemma3", "phi3", "gpt2", "bert", "qwen2moe", "qwen3moe", "demo"]
 REAL = ["smollm2", "smollm2-bf16", "minilm"]
+# shrunk copies of real hub models' configs and tensor layouts (fixtures/make_synthetic.py, "real-*")
+REAL_LAYOUTS = list(REAL_LAYOUT_NAMES)
 
 
 def fixture(name: str) -> Path:
@@ -42,6 +47,30 @@ def theirs(folder: Path, outtype: str, *extra: str) -> Path:
 def test_same_file_as_llama_cpp(name, outtype, tmp_path):
     folder = fixture(name)
     assert_same_gguf(ours(folder, outtype, tmp_path), theirs(folder, outtype))
+
+
+# real layouts llama.cpp's converter stops on, and the error quantcli refuses them with
+REFUSED_BY_LLAMA_CPP = {
+    "real-gpt2": (UnsupportedError, "Can not map tensor 'h.0.attn.bias'"),  # causal-mask buffers
+}
+
+
+@pytest.mark.parametrize("name", [n for n in REAL_LAYOUTS if n not in REFUSED_BY_LLAMA_CPP])
+def test_real_layout_same_file_as_llama_cpp(name, tmp_path):
+    """F16 only: each reference conversion costs seconds; the Q8_0 path is the synthetic fixtures'."""
+    folder = fixture(name)
+    assert_same_gguf(ours(folder, "F16", tmp_path), theirs(folder, "F16"))
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED_BY_LLAMA_CPP))
+def test_real_layout_refused_like_llama_cpp(name, tmp_path):
+    folder = fixture(name)
+    error, reference_message = REFUSED_BY_LLAMA_CPP[name]
+    with pytest.raises(AssertionError, match=re.escape(reference_message)):
+        theirs(folder, "F16")
+    with pytest.raises(error, match="llama.cpp"):
+        ours(folder, "F16", tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing left behind
 
 
 @pytest.mark.parametrize("name", ["smollm2-bf16", "minilm", "qwen2moe", "gemma3", "llama-spm"])

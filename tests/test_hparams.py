@@ -9,7 +9,7 @@ import pytest
 
 from quantcli.hparams import TRANSFORMERS_DEFAULTS, load_hparams
 from tests.reference import REF_PYTHON
-from tests.test_convert_reference import REAL, SYNTHETIC, fixture
+from tests.test_convert_reference import REAL, REAL_LAYOUTS, SYNTHETIC, fixture
 
 _SNIPPET = r"""
 import json, sys
@@ -30,12 +30,12 @@ FIELDS = {k for d in TRANSFORMERS_DEFAULTS.values() for k in d} | {"rope_scaling
 def autoconfig():
     if not REF_PYTHON.exists():
         pytest.skip("reference venv missing; run `make test`")
-    folders = [str(fixture(n)) for n in SYNTHETIC + REAL]
+    folders = [str(fixture(n)) for n in SYNTHETIC + REAL + REAL_LAYOUTS]
     r = subprocess.run([str(REF_PYTHON), "-c", _SNIPPET, *folders], capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("name", SYNTHETIC + REAL)
+@pytest.mark.parametrize("name", SYNTHETIC + REAL + REAL_LAYOUTS)
 def test_fields_the_converter_reads_match_autoconfig(name, autoconfig):
     folder = fixture(name)
     theirs = autoconfig[str(folder)]
