@@ -465,6 +465,24 @@ def probe_llama3_style() -> dict:
                                                                  eos_token_id=1, pad_token_id=3)}
 
 
+def probe_llama3_template() -> dict:
+    """Llama 3.x's tokenizer files (Llama-3.2-1B-Instruct's tokenizer_config fields, no
+    add_bos_token, PreTrainedTokenizerFast; tokenizer.json post-processor Sequence[ByteLevel,
+    TemplateProcessing "bos $A"]) on SmolLM2's vocabulary: add_bos_token comes from the
+    template. (With bos prepended the check string's hash is no known one, so this is a probe.)"""
+    f = _from_writer(lambda d: T.write_bpe(
+        d, {"bos_token": "<|im_start|>", "chat_template": T.LLAMA3_CHAT_TEMPLATE,
+            "clean_up_tokenization_spaces": True, "eos_token": "<|im_end|>",
+            "model_input_names": ["input_ids", "attention_mask"], "model_max_length": 131072,
+            "tokenizer_class": "PreTrainedTokenizerFast"},
+        {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"},
+        post_processor=T.llama3_post_processor("<|im_start|>", 1)))
+    # vocab_size 49152 would trigger LlamaModel.set_vocab's Granite rule (add_bos_token False)
+    f["config.json"] = _config("LlamaForCausalLM", 49280, bos_token_id=1, eos_token_id=[0, 3, 2],
+                               tie_word_embeddings=True)
+    return f
+
+
 def probe_llama_hf_nodecoder() -> dict:
     """Llama BPE with byte_fallback but no decoder: TypeError in LlamaHfVocab -> GPT-2 path."""
     tj = _tiny_bpe(byte_fallback=True)
@@ -549,6 +567,7 @@ PROBE_CASES: dict[str, Callable[[], dict]] = {
     "p-qwen2-defaults": probe_qwen2_defaults,
     "p-merges-spaces": probe_merges_with_spaces,
     "p-llama3-style": probe_llama3_style,
+    "p-llama3-template": probe_llama3_template,
     "p-llama-hf-nodecoder": probe_llama_hf_nodecoder,
     "p-gemma-bpe": probe_gemma_bpe,
     "p-bert-rebuild": probe_bert_rebuild,
@@ -635,7 +654,9 @@ def probe_results(tmp_path_factory) -> dict[str, dict]:
 # ===================================================================== equality tests
 
 
-@pytest.mark.parametrize("name", [n for n in FIXTURE_NAMES if n != "smollm2-bf16"])
+# the real-* layouts' tokenizer keys are compared in the whole-file comparison
+# (test_convert_reference.py::test_real_layout_same_file_as_llama_cpp)
+@pytest.mark.parametrize("name", [n for n in FIXTURE_NAMES if n != "smollm2-bf16" and not n.startswith("real-")])
 def test_fixture_tokenizer_keys_match_reference(name):
     folder = ensure_fixture(name)
     assert_same_kv(ours(folder), reference(folder))
@@ -710,6 +731,8 @@ def test_probe_cases_exercise_what_they_claim():
     assert kv["tokenizer.ggml.normalizer.lowercase"] is True
     assert kv["tokenizer.ggml.normalizer.strip_accents"] is True
     assert kv["tokenizer.chat_template.rag"] == "{{ 'rag' }}"
+    kv = kvdict(ours(edge_folder("p-llama3-template"), lenient=True))
+    assert kv["tokenizer.ggml.add_bos_token"] is True and kv["tokenizer.ggml.bos_token_id"] == 1
     kv = kvdict(ours(edge_folder("p-merges-spaces"), lenient=True))
     assert kv["tokenizer.ggml.merges"] == ["\u0120 b", "a \u0120b"]
     kv = kvdict(ours(edge_folder("p-legacy"), lenient=True))
