@@ -96,7 +96,8 @@ def test_split_by_size_matches_llama_cpp(tmp_path):
     assert_same_gguf(paths[0], theirs(folder, "F32", "--split-max-size", "1M"))
 
 
-@pytest.mark.parametrize("name", ["smollm2", "minilm", "qwen2moe", "phi3"])
+@pytest.mark.parametrize("name", ["smollm2", "minilm", "qwen2moe", "phi3", "real-Mixtral-8x7B-Instruct-v0.1",
+                                  "real-Qwen3-30B-A3B"])
 def test_default_name_is_the_one_llama_cpp_picks(name, tmp_path, monkeypatch):
     """<BaseName>-<Size>-<FineTune>-<Version>-<TYPE>.gguf, from the same metadata."""
     monkeypatch.chdir(tmp_path)
