@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gguf
 
-from ..errors import UnsupportedError
 from .base import Adapter
 from .registry import register
 
@@ -17,17 +16,10 @@ class GPT2(Adapter):
     transposed = (".c_attn.weight", ".c_proj.weight", ".c_fc.weight")
 
     def rename(self, name):
-        # The causal-mask buffers of checkpoints derived from the original pytorch_model.bin
-        # (openai-community/gpt2's model.safetensors has h.N.attn.bias) are not weights, but
-        # the vendored converter hands them to the tensor mapper (gpt2.py:28-31), which stops
-        # with "Can not map tensor": refuse them the same way, before writing anything.
+        # The causal-mask buffers old checkpoints carry are not weights. (llama.cpp's
+        # converter stops with "Can not map tensor" on them; we leave them out.)
         if name.endswith((".attn.bias", ".attn.masked_bias")):
-            raise UnsupportedError(
-                f"{self.folder}: tensor {name!r} is GPT-2's causal-mask buffer, not a weight; "
-                "llama.cpp's convert_hf_to_gguf.py stops on it (\"Can not map tensor\"), so quantcli "
-                "refuses it too. Re-save the model with transformers (save_pretrained drops these "
-                "buffers) and convert the re-saved folder."
-            )
+            return None
         return super().rename(name)
 
     def set_gguf_parameters(self, kv, file_type):
