@@ -184,7 +184,9 @@ def render(result: dict) -> str:
             f"`benchmarks/engine.py`: one float32 tensor per shape (N(0, 0.02), 0.5% outlier columns x20), "
             f"quantized by `formats.quantize` and by ggml's `ggml_quantize_chunk` (libggml-base through ctypes, "
             f"on a pool of {result['threads']} threads over row chunks, as llama-quantize splits a tensor); "
-            f"best of {result.get('engine_repeat', result['repeat'])}.  Speed in millions of weights per second; ratio = ours/ggml speed "
+            f"best of {result.get('engine_repeat', result['repeat'])}, the two sides run in turn; both allocate "
+            f"their output on every call, and 3 GiB are touched once before the first type (on this VM the host "
+            f"backs never-touched guest memory lazily, at about 0.4 GiB/s).  Speed in millions of weights per second; ratio = ours/ggml speed "
             f"(> 1: ours faster).  'importance' = with an importance vector (imatrix).  The engine "
             f"run waits for a quiet machine before each type; load average (1 min) then: "
             f"{min(r.get('load1', 9) for r in eng):.2f} to {max(r.get('load1', 0) for r in eng):.2f}"
@@ -354,6 +356,7 @@ def render(result: dict) -> str:
 def run_engine(threads: int, sizes: list[tuple[int, int]], repeat: int, max_busy: float) -> list[dict]:
     """benchmarks/engine.py's table, one type at a time, waiting for a quiet machine before each."""
     print(f"engine benchmark, {threads} threads, best of {repeat}", flush=True)
+    engine.prefault()
     saved = engine.TYPES
     rows = []
     try:
