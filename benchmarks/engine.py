@@ -47,18 +47,16 @@ def best_of_alternating(fns, repeat: int) -> list[float]:
     return best
 
 
-def prefault(gib: float = 3.0) -> float:
-    """Touch `gib` GiB of fresh memory once and give it back; returns the seconds it took.
+def prefault(gib: float = 3.0) -> None:
+    """Touch `gib` GiB of fresh memory once and give it back.
 
     On a virtual machine whose host backs guest memory lazily (these machines run under
     Firecracker), the first touch of a guest page costs far more than an ordinary page
     fault (measured: 3 GiB in 7 s, 0.4 GiB/s).  Both sides allocate their output afresh
     on every call, and the memory-bound types (F16, BF16, Q8_0) would otherwise time the
     host, whichever side happened to get never-touched pages."""
-    t0 = time.perf_counter()
     buf = np.ones(int(gib * (1 << 30)), np.uint8)
     del buf
-    return time.perf_counter() - t0
 
 
 def engine_table(threads: int, sizes: list[tuple[int, int]], repeat: int) -> list[dict]:

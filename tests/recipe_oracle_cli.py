@@ -306,7 +306,7 @@ _offline = False  # the sources could not be downloaded (no registry)
 
 
 def get() -> Oracle | None:
-    """The oracle, building it on first use; None (see `error()`) if it cannot be built."""
+    """The oracle, building it on first use; None (the reason in `_error`) if it cannot be built."""
     global _oracle, _error, _offline
     if _oracle is None and _error is None:
         from tests.reference import ReferenceUnavailable
@@ -320,10 +320,6 @@ def get() -> Oracle | None:
         except (RuntimeError, OSError) as e:
             _error = str(e)
     return _oracle
-
-
-def error() -> str:
-    return _error or ""
 
 
 def require() -> Oracle:
